@@ -1,0 +1,136 @@
+import pytest
+import torch
+from mmengine.structures import InstanceData
+
+from tood.registry import MODELS
+from tood.structures import DetDataSample
+
+
+def tiny_tood(anchor_type='anchor_free'):
+    return dict(
+        type='TOOD',
+        data_preprocessor=dict(
+            type='DetDataPreprocessor',
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            bgr_to_rgb=True,
+            pad_size_divisor=32),
+        backbone=dict(
+            type='ResNet', depth=18, out_indices=(1, 2, 3), norm_eval=False),
+        neck=dict(
+            type='FPN',
+            in_channels=[128, 256, 512],
+            out_channels=32,
+            add_extra_convs='on_output',
+            num_outs=5),
+        bbox_head=dict(
+            type='TOODHead',
+            num_classes=3,
+            in_channels=32,
+            feat_channels=32,
+            stacked_convs=2,
+            anchor_type=anchor_type,
+            norm_cfg=dict(type='GN', num_groups=8, requires_grad=True)),
+        train_cfg=dict(
+            initial_epoch=1,
+            initial_assigner=dict(type='ATSSAssigner', topk=9),
+            assigner=dict(type='TaskAlignedAssigner', topk=13),
+            alpha=1,
+            beta=6),
+        test_cfg=dict(
+            nms_pre=1000,
+            score_thr=0.05,
+            nms=dict(type='nms', iou_threshold=0.6),
+            max_per_img=100))
+
+
+def batch():
+    shapes = [(96, 128), (80, 100)]
+    inputs, data_samples = [], []
+    for i, (h, w) in enumerate(shapes):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
+        s = DetDataSample(
+            metainfo=dict(img_shape=(h, w), ori_shape=(2 * h, 2 * w),
+                          scale_factor=(0.5, 0.5)))
+        boxes = torch.tensor([[10.0, 12.0, 60.0, 70.0],
+                              [40.0, 20.0, 90.0, 50.0]])[:2 - i]
+        s.gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.tensor([0, 2])[:2 - i])
+        data_samples.append(s)
+    return dict(inputs=inputs, data_samples=data_samples)
+
+
+def test_data_preprocessor_pads_and_records_shapes():
+    model = MODELS.build(tiny_tood())
+    data = model.data_preprocessor(batch(), True)
+    assert data['inputs'].shape == (2, 3, 96, 128)
+    assert data['inputs'].dtype == torch.float32
+    s0, s1 = data['data_samples']
+    assert s0.batch_input_shape == s1.batch_input_shape == (96, 128)
+    assert s0.pad_shape == (96, 128)
+    assert s1.pad_shape == (96, 128)  # 80 x 100 rounded up to 32
+    # BGR -> RGB, then normalised: output channel 0 is input channel 2
+    image = torch.randint(0, 256, (3, 80, 100), dtype=torch.uint8)
+    out = model.data_preprocessor(dict(inputs=[image], data_samples=None),
+                                  False)['inputs']
+    assert out.shape == (1, 3, 96, 128)
+    torch.testing.assert_close(out[0, 0, :80, :100],
+                               (image[2].float() - 123.675) / 58.395)
+    assert (out[0, :, 80:, :] == 0).all()  # padding value 0
+
+
+@pytest.mark.parametrize('anchor_type', ['anchor_free', 'anchor_based'])
+def test_forward_modes(anchor_type):
+    model = MODELS.build(tiny_tood(anchor_type))
+    model.init_weights()
+    data = model.data_preprocessor(batch(), True)
+    for epoch in (0, 1):
+        model.bbox_head.epoch = epoch
+        losses = model(**data, mode='loss')
+        assert set(losses) == {'loss_cls', 'loss_bbox'}
+        assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    cls_scores, bbox_preds = model(data['inputs'], mode='tensor')
+    assert [c.shape[-2:] for c in cls_scores] == [(12, 16), (6, 8), (3, 4),
+                                                 (2, 2), (1, 1)]
+    model.eval()
+    with torch.no_grad():
+        model.bbox_head.tood_cls.bias.fill_(4.0)
+        out = model(**model.data_preprocessor(batch(), False),
+                    mode='predict')
+    assert len(out) == 2
+    pred = out[0].pred_instances
+    assert len(pred) > 0
+    # rescaled to the original (twice as large) image and clipped to it
+    assert pred.bboxes[:, 2].max() <= 256 and pred.bboxes[:, 3].max() <= 192
+    assert pred.bboxes.max() > 128
+
+
+def test_train_step_reduces_loss():
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_tood())
+    model.init_weights()
+    model.bbox_head.epoch = 5
+    optim = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    data = batch()
+    first = None
+    for _ in range(8):
+        losses = model(**model.data_preprocessor(data, True), mode='loss')
+        loss = sum(losses.values())
+        first = first if first is not None else loss.item()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert loss.item() < first
+
+
+def test_bf16_autocast_keeps_losses_finite():
+    model = MODELS.build(tiny_tood())
+    model.init_weights()
+    data = model.data_preprocessor(batch(), True)
+    for epoch in (0, 1):
+        model.bbox_head.epoch = epoch
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            losses = model(**data, mode='loss')
+        for v in losses.values():
+            assert v.dtype == torch.float32 and torch.isfinite(v)
+        sum(losses.values()).backward()

@@ -1,0 +1,106 @@
+"""Config helpers shared by ``tools/train.py`` and ``tools/test.py``."""
+import os.path as osp
+import warnings
+from typing import Any, Dict, List, Optional
+
+from mmengine.config import Config
+
+# Datasets that make their images themselves and need no files.
+GENERATED_DATASETS = ('ShapesDataset', )
+
+
+def _has_key(cfg: Any, dotted_key: str) -> bool:
+    """Whether ``dotted_key`` ('a.b.0.c') names an existing config entry."""
+    node = cfg
+    for part in dotted_key.split('.'):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif (isinstance(node, (list, tuple)) and part.isdigit()
+              and int(part) < len(node)):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def unknown_cfg_keys(cfg: Config, options: Dict[str, Any]) -> List[str]:
+    """The keys of ``options`` that do not exist in ``cfg``."""
+    return [key for key in options if not _has_key(cfg._cfg_dict, key)]
+
+
+def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
+    """Apply ``--cfg-options`` to ``cfg``, warning about keys it lacks.
+
+    A key that is not in the config is still added (that is how new
+    entries are set), but it is more often a typo that would otherwise be
+    ignored silently, so it is named in a warning.
+    """
+    if not options:
+        return
+    unknown = unknown_cfg_keys(cfg, options)
+    if unknown:
+        warnings.warn(
+            '--cfg-options sets keys that are not in the config '
+            f'{cfg.filename}: {", ".join(unknown)}. Check their spelling; '
+            'they are added as new entries.',
+            stacklevel=2)
+    cfg.merge_from_dict(options)
+
+
+def _innermost_dataset(dataset_cfg: dict) -> dict:
+    # Wrappers such as RepeatDataset or ClassBalancedDataset keep the real
+    # dataset under 'dataset'.
+    while isinstance(dataset_cfg.get('dataset'), dict):
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+def missing_dataset_files(cfg: Config, stages: List[str]) -> List[str]:
+    """Paths that the given stages need but that do not exist.
+
+    Args:
+        cfg: The full config.
+        stages: Any of 'train', 'val', 'test': the dataset of
+            ``<stage>_dataloader`` and the ``ann_file`` of
+            ``<stage>_evaluator`` are checked.
+    """
+    paths = []
+    for stage in stages:
+        loader_cfg = cfg.get(f'{stage}_dataloader')
+        if loader_cfg and 'dataset' in loader_cfg:
+            dataset = _innermost_dataset(loader_cfg['dataset'])
+            if dataset.get('type') not in GENERATED_DATASETS:
+                data_root = dataset.get('data_root') or ''
+                if dataset.get('ann_file'):
+                    paths.append(osp.join(data_root, dataset['ann_file']))
+                img_prefix = (dataset.get('data_prefix') or {}).get('img')
+                if img_prefix is not None:
+                    paths.append(osp.join(data_root, img_prefix))
+        evaluators = cfg.get(f'{stage}_evaluator') or []
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        paths += [e['ann_file'] for e in evaluators if e.get('ann_file')]
+    missing = []
+    for path in paths:
+        if not osp.exists(path) and path not in missing:
+            missing.append(path)
+    return missing
+
+
+def dataset_missing_message(cfg: Config, missing: List[str]) -> str:
+    """What to tell a user whose dataset files are not where the config
+    says."""
+    lines = '\n'.join(f'  {osp.abspath(p)}' for p in missing)
+    return (
+        f'The dataset for {cfg.filename} was not found. Looked for:\n{lines}\n'
+        'For COCO 2017, download train2017.zip, val2017.zip and '
+        'annotations_trainval2017.zip from https://cocodataset.org/#download '
+        'and unpack them as\n'
+        '  data/coco/annotations/instances_{train,val}2017.json\n'
+        '  data/coco/train2017/  data/coco/val2017/\n'
+        'under the directory you run from (or a symlink data/coco -> your '
+        'copy), or point the config elsewhere, e.g. --cfg-options '
+        'train_dataloader.dataset.data_root=/path/to/coco/ '
+        'val_dataloader.dataset.data_root=/path/to/coco/ '
+        'val_evaluator.ann_file=/path/to/coco/annotations/'
+        'instances_val2017.json')

@@ -1,0 +1,69 @@
+"""Distributed data parallel on machines without CUDA.
+
+mmengine 0.10.7 assumes a GPU per process in two places:
+
+* ``mmengine.dist.init_dist('pytorch')`` calls ``torch.cuda.set_device``
+  before creating the process group, which raises without CUDA;
+* ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]`` to every
+  ``DistributedDataParallel`` wrapper, and torch's DDP rejects
+  ``device_ids`` for a module that lives on the CPU.
+
+:func:`setup_cpu_distributed` therefore creates the gloo process group itself
+(the Runner skips ``init_dist`` when a group already exists) and selects
+:class:`CPUDistributedDataParallel`, which drops the device ids.
+"""
+import datetime
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """``MMDistributedDataParallel`` for modules on the CPU."""
+
+    def __init__(self, module: torch.nn.Module,
+                 device_ids: Optional[list] = None, **kwargs):
+        # The Runner always passes device_ids=[LOCAL_RANK]; CPU modules must
+        # be wrapped with None.
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
+    """Prepare ``cfg`` for a multi-process run on the CPU.
+
+    Does nothing (and returns False) for ``launcher='none'`` or when CUDA is
+    available: then mmengine's own path with the config's backend applies.
+    Otherwise switches the backend to gloo, initialises the process group
+    from torchrun's environment and selects the CPU wrapper.
+
+    Raises:
+        ValueError: for launchers other than 'pytorch' without CUDA.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise ValueError(
+            f"Without CUDA only '--launcher pytorch' (torchrun) is supported, "
+            f'got {launcher!r}.')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    if not torch_dist.is_initialized():
+        timeout = datetime.timedelta(seconds=dist_cfg.get('timeout', 1800))
+        torch_dist.init_process_group(backend='gloo', timeout=timeout)
+
+    wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or {})
+    if wrapper_cfg.get('type', 'MMDistributedDataParallel') == \
+            'MMDistributedDataParallel':
+        wrapper_cfg['type'] = 'CPUDistributedDataParallel'
+        # The same defaults the Runner uses when it builds the wrapper.
+        wrapper_cfg.setdefault('broadcast_buffers', False)
+        wrapper_cfg.setdefault('find_unused_parameters',
+                               cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper_cfg
+    return True

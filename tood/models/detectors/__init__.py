@@ -1,0 +1,3 @@
+from .tood import TOOD
+
+__all__ = ['TOOD']

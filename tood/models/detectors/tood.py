@@ -1,0 +1,60 @@
+"""The TOOD detector: backbone -> FPN -> T-Head."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from tood.registry import MODELS
+from tood.structures import DetDataSample
+
+
+@MODELS.register_module()
+class TOOD(BaseModel):
+    """One-stage detector of Feng et al., "TOOD: Task-aligned One-stage
+    Object Detection" (ICCV 2021).
+
+    ``forward`` follows mmengine's three modes: ``'loss'`` returns a dict of
+    losses, ``'predict'`` returns the data samples with ``pred_instances`` in
+    original-image pixels, ``'tensor'`` returns the head's raw per-level
+    outputs.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 bbox_head: dict,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
+                 init_cfg: Optional[dict] = None):
+        # Built here rather than by BaseModel so that it resolves in the tood
+        # scope even when no default scope is set (scripts, tests).
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        self.bbox_head = MODELS.build(
+            dict(bbox_head, train_cfg=train_cfg, test_cfg=test_cfg))
+
+    def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """(B, 3, H, W) -> FPN levels, each (B, C, H / s, W / s)."""
+        return self.neck(self.backbone(inputs))
+
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[List[DetDataSample]] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.bbox_head.loss(self.extract_feat(inputs), data_samples)
+        if mode == 'predict':
+            results = self.bbox_head.predict(
+                self.extract_feat(inputs), data_samples, rescale=True)
+            for sample, pred in zip(data_samples, results):
+                sample.pred_instances = pred
+            return data_samples
+        if mode == 'tensor':
+            return self.bbox_head(self.extract_feat(inputs))
+        raise ValueError(f'Invalid mode "{mode}": use loss, predict or tensor')

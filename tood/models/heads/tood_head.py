@@ -1,0 +1,492 @@
+"""The T-Head of TOOD (Sec. 3.1) and its training with TAL (Sec. 3.2).
+
+Equation numbers refer to Feng et al., "TOOD: Task-aligned One-stage Object
+Detection", ICCV 2021 (arXiv 2108.07755). Shapes: B images, C_in input
+channels, C feature channels, N interactive layers (``stacked_convs``),
+K classes, H×W one pyramid level.
+"""
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule, Scale
+from mmengine.dist import all_reduce
+from mmengine.model import BaseModule, normal_init
+from mmengine.structures import InstanceData
+from torch import Tensor
+from torchvision.ops import batched_nms, deform_conv2d
+
+from tood.models.layers.dcn import ModulatedDeformConv2d
+from tood.registry import MODELS, TASK_UTILS
+from tood.structures import DetDataSample, centerness, delta2bbox, distance2bbox
+
+from .priors import grid_priors, square_anchors, valid_prior_mask
+
+# Initial classification bias: a prior probability of 0.01 (focal-loss init).
+PRIOR_BIAS = -math.log((1 - 0.01) / 0.01)
+
+
+def aligned_score(cls_logits: Tensor, prob_logits: Tensor) -> Tensor:
+    """Eq. (5): P = sqrt(sigmoid(cls) * sigmoid(M)).
+
+    Computed in log space, so the gradient stays finite where the product
+    underflows (a plain sqrt has an infinite derivative at 0).
+
+    (B, K, H, W), (B, 1, H, W) -> (B, K, H, W).
+    """
+    return torch.exp(0.5 * (F.logsigmoid(cls_logits.float()) +
+                            F.logsigmoid(prob_logits.float())))
+
+
+def sample_box_sides(boxes: Tensor, offsets: Tensor) -> Tensor:
+    """Eq. (6): read each box coordinate at its own learned offset.
+
+    Coordinate c of ``boxes`` at (i, j) is taken from (i + O[2c], j +
+    O[2c+1]) by bilinear interpolation, zero outside the map. A 1×1
+    deformable convolution with one group per coordinate and unit weights
+    computes exactly this.
+
+    Args:
+        boxes: (B, 4, H, W).
+        offsets: (B, 8, H, W), (row, column) pairs per coordinate.
+    Returns:
+        (B, 4, H, W).
+    """
+    weight = boxes.new_ones(4, 1, 1, 1)
+    return deform_conv2d(boxes.float(), offsets.float(), weight.float())
+
+
+class TaskDecomposition(nn.Module):
+    """Task-specific features from the interactive ones, eq. (2)-(4).
+
+    Layer attention (eq. 3) gives one weight w_k per interactive layer from
+    the pooled interactive features; the task feature is
+    ReLU(GN(conv1x1(concat_k w_k · X_k^inter))) (eq. 2, 4). Weighting the
+    layers is done by scaling the 1×1 convolution's weight per sample, which
+    is the same product without a copy of the (B, N·C, H, W) features.
+    """
+
+    def __init__(self, feat_channels: int, stacked_convs: int,
+                 norm_cfg: Optional[dict], use_layer_attention: bool = True):
+        super().__init__()
+        self.feat_channels = feat_channels
+        self.stacked_convs = stacked_convs
+        in_channels = feat_channels * stacked_convs
+        self.use_layer_attention = use_layer_attention
+        if use_layer_attention:
+            # Hidden width N·C / (8N) = C / 8.
+            hidden = in_channels // (8 * stacked_convs)
+            self.layer_attention = nn.Sequential(
+                nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, stacked_convs, 1), nn.Sigmoid())
+        self.reduction_conv = ConvModule(
+            in_channels, feat_channels, 1, norm_cfg=norm_cfg,
+            bias=norm_cfg is None)
+
+    def init_weights(self) -> None:
+        if self.use_layer_attention:
+            for m in self.layer_attention:
+                if isinstance(m, nn.Conv2d):
+                    normal_init(m, std=0.001)
+        normal_init(self.reduction_conv.conv, std=0.01)
+
+    def forward(self, inter_feat: Tensor, avg_feat: Tensor) -> Tensor:
+        """(B, N·C, H, W), (B, N·C, 1, 1) -> (B, C, H, W)."""
+        if not self.use_layer_attention:
+            return self.reduction_conv(inter_feat)
+        B, _, H, W = inter_feat.shape
+        C, N = self.feat_channels, self.stacked_convs
+        w = self.layer_attention(avg_feat)  # (B, N, 1, 1), eq. (3)
+        conv = self.reduction_conv.conv
+        weight = (w.reshape(B, 1, N, 1) *
+                  conv.weight.reshape(1, C, N, C)).reshape(B, C, N * C)
+        feat = torch.bmm(weight, inter_feat.reshape(B, N * C, H * W))
+        feat = feat.reshape(B, C, H, W)
+        if conv.bias is not None:
+            feat = feat + conv.bias.reshape(1, C, 1, 1)
+        if self.reduction_conv.with_norm:
+            feat = self.reduction_conv.norm(feat)
+        return self.reduction_conv.activate(feat)
+
+
+@MODELS.register_module()
+class TOODHead(BaseModule):
+    """Task-aligned head, shared across pyramid levels.
+
+    Args:
+        num_classes: K, without background.
+        in_channels: C_in of the FPN levels.
+        feat_channels: C of the interactive and task features.
+        stacked_convs: N interactive conv layers (6 in the paper).
+        num_dcn: how many of the first interactive convs are DCNv2.
+        anchor_type: ``'anchor_free'`` (distances from the prior point) or
+            ``'anchor_based'`` (deltas against one square anchor).
+        strides: strides of the pyramid levels.
+        anchor_scale: anchor side in strides; also the ATSS anchor size.
+        bbox_coder_stds: stds of the delta coder (anchor-based).
+        norm_cfg: norm of the interactive and reduction convs.
+        use_layer_attention, use_cls_prob, use_reg_offset: ablation
+            switches for layer attention (eq. 3), the probability map M
+            (eq. 5, 7) and the offset sampling (eq. 6, 8).
+        initial_loss_cls: classification loss of the ATSS warm-up.
+        loss_cls: classification loss with TAL (eq. 11).
+        loss_bbox: box loss.
+        train_cfg: ``initial_epoch``, ``initial_assigner``, ``assigner``,
+            ``alpha``, ``beta``.
+        test_cfg: ``nms_pre``, ``score_thr``, ``nms.iou_threshold``,
+            ``max_per_img``.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 feat_channels: int = 256,
+                 stacked_convs: int = 6,
+                 num_dcn: int = 0,
+                 anchor_type: str = 'anchor_free',
+                 strides: Sequence[int] = (8, 16, 32, 64, 128),
+                 anchor_scale: float = 8,
+                 bbox_coder_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+                 norm_cfg: Optional[dict] = dict(
+                     type='GN', num_groups=32, requires_grad=True),
+                 use_layer_attention: bool = True,
+                 use_cls_prob: bool = True,
+                 use_reg_offset: bool = True,
+                 initial_loss_cls: dict = dict(
+                     type='FocalLoss', activated=True, gamma=2.0, alpha=0.25,
+                     loss_weight=1.0),
+                 loss_cls: dict = dict(
+                     type='QualityFocalLoss', activated=True, beta=2.0,
+                     loss_weight=1.0),
+                 loss_bbox: dict = dict(type='GIoULoss', loss_weight=2.0),
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if anchor_type not in ('anchor_free', 'anchor_based'):
+            raise ValueError(f'anchor_type must be anchor_free or '
+                             f'anchor_based, got {anchor_type!r}')
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.stacked_convs = stacked_convs
+        self.num_dcn = num_dcn
+        self.anchor_type = anchor_type
+        self.strides = tuple(strides)
+        self.anchor_scale = anchor_scale
+        self.bbox_coder_stds = tuple(bbox_coder_stds)
+        self.use_cls_prob = use_cls_prob
+        self.use_reg_offset = use_reg_offset
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = test_cfg or {}
+        # Set by SetEpochInfoHook before each epoch: ATSS warm-up before
+        # train_cfg['initial_epoch'], TAL after.
+        self.epoch = 0
+
+        if self.train_cfg:
+            self.initial_epoch = self.train_cfg.get('initial_epoch', 4)
+            self.initial_assigner = TASK_UTILS.build(
+                self.train_cfg['initial_assigner'])
+            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
+            self.alpha = self.train_cfg.get('alpha', 1)
+            self.beta = self.train_cfg.get('beta', 6)
+        self.initial_loss_cls = MODELS.build(initial_loss_cls)
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+
+        # Eq. (1): N stacked conv-GN-ReLU, each on the previous output.
+        self.inter_convs = nn.ModuleList()
+        for i in range(stacked_convs):
+            conv_cfg = (
+                dict(type=ModulatedDeformConv2d, deform_groups=4)
+                if i < num_dcn else None)
+            self.inter_convs.append(
+                ConvModule(
+                    in_channels if i == 0 else feat_channels,
+                    feat_channels,
+                    3,
+                    padding=1,
+                    conv_cfg=conv_cfg,
+                    norm_cfg=norm_cfg))
+        self.cls_decomp = TaskDecomposition(feat_channels, stacked_convs,
+                                            norm_cfg, use_layer_attention)
+        self.reg_decomp = TaskDecomposition(feat_channels, stacked_convs,
+                                            norm_cfg, use_layer_attention)
+        self.tood_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
+        self.tood_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
+        inter_channels = feat_channels * stacked_convs
+        if use_cls_prob:
+            # Eq. (7): M = sigma(conv2(ReLU(conv1(X_inter)))).
+            self.cls_prob_module = nn.Sequential(
+                nn.Conv2d(inter_channels, feat_channels // 4, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(feat_channels // 4, 1, 3, padding=1))
+        if use_reg_offset:
+            # Eq. (8): O = conv4(ReLU(conv3(X_inter))), 2 offsets per side.
+            self.reg_offset_module = nn.Sequential(
+                nn.Conv2d(inter_channels, feat_channels // 4, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(feat_channels // 4, 4 * 2, 3, padding=1))
+        self.scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
+
+    def init_weights(self) -> None:
+        for m in self.inter_convs:
+            normal_init(m.conv, std=0.01)
+        self.cls_decomp.init_weights()
+        self.reg_decomp.init_weights()
+        normal_init(self.tood_cls, std=0.01, bias=PRIOR_BIAS)
+        normal_init(self.tood_reg, std=0.01)
+        if self.use_cls_prob:
+            normal_init(self.cls_prob_module[0], std=0.01)
+            normal_init(self.cls_prob_module[2], std=0.01, bias=PRIOR_BIAS)
+        if self.use_reg_offset:
+            normal_init(self.reg_offset_module[0], std=0.001)
+            normal_init(self.reg_offset_module[2], std=0.001)
+
+    # ------------------------------------------------------------------ #
+    # Forward
+    # ------------------------------------------------------------------ #
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
+        """Run the head on every pyramid level.
+
+        Args:
+            feats: per level (B, C_in, H, W).
+        Returns:
+            cls_scores: per level (B, K, H, W), aligned probabilities P
+                (eq. 5), not logits.
+            bbox_preds: per level (B, 4, H, W), boxes (x1, y1, x2, y2) in
+                units of the level's stride.
+        """
+        cls_scores, bbox_preds = [], []
+        for feat, stride, scale in zip(feats, self.strides, self.scales):
+            cls_score, bbox_pred = self.forward_single(feat, stride, scale)
+            cls_scores.append(cls_score)
+            bbox_preds.append(bbox_pred)
+        return cls_scores, bbox_preds
+
+    def forward_single(self, x: Tensor, stride: int,
+                       scale: nn.Module) -> Tuple[Tensor, Tensor]:
+        B, _, H, W = x.shape
+        inter_feats = []
+        for conv in self.inter_convs:
+            x = conv(x)
+            inter_feats.append(x)
+        inter_feat = torch.cat(inter_feats, 1)  # (B, N·C, H, W)
+        avg_feat = F.adaptive_avg_pool2d(inter_feat, 1)
+        cls_feat = self.cls_decomp(inter_feat, avg_feat)
+        reg_feat = self.reg_decomp(inter_feat, avg_feat)
+
+        # Classification alignment.
+        cls_logits = self.tood_cls(cls_feat)
+        if self.use_cls_prob:
+            cls_score = aligned_score(cls_logits,
+                                      self.cls_prob_module(inter_feat))
+        else:
+            cls_score = cls_logits.float().sigmoid()
+
+        # Localisation: an initial box per location, in stride units.
+        points, _ = grid_priors([(H, W)], [1], x.device)  # (H·W, 2)
+        raw = self.tood_reg(reg_feat).float()
+        raw = raw.permute(0, 2, 3, 1).reshape(B, H * W, 4)
+        if self.anchor_type == 'anchor_free':
+            # Distances to the four sides, scale_l · exp(·).
+            boxes = distance2bbox(points, scale(raw.exp()))
+        else:
+            anchors = square_anchors(points, points.new_ones(H * W),
+                                     self.anchor_scale)
+            boxes = delta2bbox(anchors, scale(raw), self.bbox_coder_stds)
+        boxes = boxes.reshape(B, H, W, 4).permute(0, 3, 1, 2).contiguous()
+
+        # Localisation alignment.
+        if self.use_reg_offset:
+            offsets = self.reg_offset_module(inter_feat)
+            bbox_pred = sample_box_sides(boxes, offsets)
+            # Sampling the sides at different points can invert a box; such
+            # a box falls back to the unsampled one so GIoU stays valid.
+            inverted = ((bbox_pred[:, 0] > bbox_pred[:, 2]) |
+                        (bbox_pred[:, 1] > bbox_pred[:, 3]))[:, None]
+            bbox_pred = torch.where(inverted, boxes, bbox_pred)
+        else:
+            bbox_pred = boxes
+        return cls_score, bbox_pred
+
+    # ------------------------------------------------------------------ #
+    # Training
+    # ------------------------------------------------------------------ #
+    def loss(self, feats: Sequence[Tensor],
+             data_samples: List[DetDataSample]) -> dict:
+        cls_scores, bbox_preds = self(feats)
+        return self.loss_by_feat(cls_scores, bbox_preds, data_samples)
+
+    def _flatten(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]):
+        """Levels -> (B, N, K) scores, (B, N, 4) boxes in input pixels,
+        (N, 2) points, (N,) strides, and the priors per level."""
+        featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
+        device = cls_scores[0].device
+        points, prior_strides = grid_priors(featmap_sizes, self.strides,
+                                            device)
+        B = cls_scores[0].size(0)
+        scores = torch.cat(
+            [s.permute(0, 2, 3, 1).reshape(B, -1, self.num_classes)
+             for s in cls_scores], 1)
+        boxes = torch.cat(
+            [b.permute(0, 2, 3, 1).reshape(B, -1, 4) for b in bbox_preds], 1)
+        boxes = boxes * prior_strides[None, :, None]
+        num_level_priors = [h * w for h, w in featmap_sizes]
+        return featmap_sizes, scores, boxes, points, prior_strides, \
+            num_level_priors
+
+    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                     data_samples: List[DetDataSample]) -> dict:
+        """Losses of a batch.
+
+        Warm-up (epoch < initial_epoch): ATSS on the anchors, focal loss with
+        hard labels normalised by the number of positives, GIoU weighted by
+        centerness. Then TAL: quality focal loss towards t-hat (eq. 11) and
+        GIoU weighted by t-hat, both normalised by the sum of t-hat. Every
+        normaliser is averaged over processes and clamped to at least 1.
+        """
+        (featmap_sizes, scores, boxes, points, prior_strides,
+         num_level_priors) = self._flatten(cls_scores, bbox_preds)
+        B, N, K = scores.shape
+        gt_bboxes, gt_labels, gt_valid = pad_gt_instances(
+            [s.gt_instances for s in data_samples], scores.device)
+        prior_valid = valid_prior_mask(
+            featmap_sizes, self.strides,
+            [s.metainfo.get('pad_shape', s.metainfo['batch_input_shape'])
+             for s in data_samples], scores.device)
+
+        warmup = self.epoch < self.initial_epoch
+        if warmup:
+            anchors = square_anchors(points, prior_strides, self.anchor_scale)
+            assign = self.initial_assigner.assign(
+                anchors, num_level_priors, gt_bboxes, gt_valid, prior_valid)
+        else:
+            assign = self.assigner.assign(
+                scores.detach(), boxes.detach(), points, gt_bboxes,
+                gt_labels, gt_valid, prior_valid, self.alpha, self.beta)
+
+        fg = assign.fg_mask  # (B, N)
+        pick = assign.gt_index.clamp(min=0)
+        labels = gt_labels.gather(1, pick).where(fg, K)  # (B, N), K = bg
+        target_boxes = gt_bboxes.gather(1, pick[..., None].expand(B, N, 4))
+
+        valid_scores = scores[prior_valid]  # (M, K)
+        valid_labels = labels[prior_valid]
+        pos_pred = boxes[fg]  # (P, 4), input pixels
+        pos_target = target_boxes[fg]
+        if warmup:
+            loss_cls = self.initial_loss_cls(
+                valid_scores, valid_labels, avg_factor=1.0)
+            cls_norm = fg.sum().float()
+            bbox_weight = centerness(points[None].expand(B, N, 2)[fg],
+                                     pos_target)
+        else:
+            loss_cls = self.loss_cls(
+                valid_scores, (valid_labels, assign.metrics[prior_valid]),
+                avg_factor=1.0)
+            cls_norm = assign.metrics.sum()
+            bbox_weight = assign.metrics[fg]
+        bbox_norm = bbox_weight.sum()
+        # GIoU is scale invariant, so comparing in input pixels equals the
+        # stride units of the published code.
+        if pos_pred.numel() > 0:
+            loss_bbox = self.loss_bbox(
+                pos_pred, pos_target, bbox_weight, avg_factor=1.0)
+        else:
+            # Keep every regression parameter in the graph (DDP would hang
+            # waiting for their gradients otherwise).
+            loss_bbox = sum(b.sum() for b in bbox_preds) * 0
+        return dict(
+            loss_cls=loss_cls / _global_normaliser(cls_norm),
+            loss_bbox=loss_bbox / _global_normaliser(bbox_norm))
+
+    # ------------------------------------------------------------------ #
+    # Inference
+    # ------------------------------------------------------------------ #
+    def predict(self, feats: Sequence[Tensor],
+                data_samples: List[DetDataSample],
+                rescale: bool = True) -> List[InstanceData]:
+        cls_scores, bbox_preds = self(feats)
+        return self.predict_by_feat(cls_scores, bbox_preds,
+                                    [s.metainfo for s in data_samples],
+                                    rescale)
+
+    def predict_by_feat(self, cls_scores: List[Tensor],
+                        bbox_preds: List[Tensor], batch_img_metas: List[dict],
+                        rescale: bool = True) -> List[InstanceData]:
+        """Detections per image.
+
+        Per level: (prior, class) pairs scoring above ``score_thr``, at most
+        ``nms_pre`` of them; then all levels together: boxes back to the
+        original image and clipped to it, class-aware NMS, the best
+        ``max_per_img``.
+        """
+        cfg = self.test_cfg
+        score_thr = cfg.get('score_thr', 0.05)
+        nms_pre = cfg.get('nms_pre', 1000)
+        iou_thr = cfg.get('nms', {}).get('iou_threshold', 0.6)
+        max_per_img = cfg.get('max_per_img', 100)
+        results = []
+        for b, meta in enumerate(batch_img_metas):
+            img_boxes, img_scores, img_labels = [], [], []
+            for cls_score, bbox_pred, stride in zip(cls_scores, bbox_preds,
+                                                    self.strides):
+                score = cls_score[b].permute(1, 2, 0).reshape(-1)  # (H·W·K)
+                keep = (score > score_thr).nonzero().squeeze(1)
+                score = score[keep]
+                if score.numel() > nms_pre:
+                    score, top = score.topk(nms_pre)
+                    keep = keep[top]
+                prior_idx = keep // self.num_classes
+                box = bbox_pred[b].permute(1, 2, 0).reshape(-1, 4)[prior_idx]
+                img_boxes.append(box * stride)
+                img_scores.append(score)
+                img_labels.append(keep % self.num_classes)
+            boxes = torch.cat(img_boxes).float()
+            scores = torch.cat(img_scores).float()
+            labels = torch.cat(img_labels)
+            if rescale:
+                sx, sy = meta.get('scale_factor', (1.0, 1.0))
+                boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
+                h, w = meta['ori_shape'][:2]
+            else:
+                h, w = meta['img_shape'][:2]
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            keep = batched_nms(boxes, scores, labels, iou_thr)[:max_per_img]
+            results.append(
+                InstanceData(
+                    bboxes=boxes[keep], scores=scores[keep],
+                    labels=labels[keep]))
+        return results
+
+
+def pad_gt_instances(gt_instances: List[InstanceData],
+                     device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image GTs into padded tensors.
+
+    Returns:
+        bboxes (B, G, 4), labels (B, G) long, valid (B, G) bool with
+        G = max(1, most GTs in one image).
+    """
+    B = len(gt_instances)
+    G = max([len(g) for g in gt_instances] + [1])
+    bboxes = torch.zeros(B, G, 4, device=device)
+    labels = torch.zeros(B, G, dtype=torch.long, device=device)
+    valid = torch.zeros(B, G, dtype=torch.bool, device=device)
+    for i, g in enumerate(gt_instances):
+        n = len(g)
+        bboxes[i, :n] = g.bboxes.to(device).float()
+        labels[i, :n] = g.labels.to(device)
+        valid[i, :n] = True
+    return bboxes, labels, valid
+
+
+def _global_normaliser(value: Tensor) -> Tensor:
+    """Average over processes, at least 1; a constant for autograd."""
+    value = value.detach().clone().float()
+    all_reduce(value, op='mean')
+    return value.clamp(min=1)

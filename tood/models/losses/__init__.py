@@ -1,0 +1,4 @@
+from .focal_loss import FocalLoss, QualityFocalLoss, weight_reduce_loss
+from .giou_loss import GIoULoss
+
+__all__ = ['FocalLoss', 'QualityFocalLoss', 'GIoULoss', 'weight_reduce_loss']

@@ -1,0 +1,155 @@
+"""Sigmoid focal loss (Lin et al., 2017) and quality focal loss (Li et al.,
+GFL, 2020), on probabilities or logits.
+
+Both run in float32 with autocast off: binary cross entropy on
+probabilities is refused under autocast and loses precision in half
+precision (MMDetection issue 10203).
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tood.registry import MODELS
+
+
+def weight_reduce_loss(loss: Tensor,
+                       weight: Optional[Tensor] = None,
+                       avg_factor: Optional[Union[float, Tensor]] = None
+                       ) -> Tensor:
+    """Weight an elementwise loss, sum it, and divide by ``avg_factor``.
+
+    Args:
+        loss: (M, ...) elementwise loss of M samples.
+        weight: (M,) per-sample weight, or the shape of ``loss``.
+        avg_factor: the divisor; None means the number of samples M, i.e.
+            the mean over samples of their (class-summed) loss.
+    """
+    if weight is not None:
+        weight = weight.float()
+        loss = loss * weight.reshape(weight.shape + (1, ) *
+                                     (loss.dim() - weight.dim()))
+    if avg_factor is None:
+        avg_factor = max(loss.size(0), 1)
+    return loss.sum() / avg_factor
+
+
+def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
+    """(M,) labels with ``num_classes`` as background -> (M, C) float."""
+    return F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
+
+
+@MODELS.register_module()
+class FocalLoss(nn.Module):
+    """Sigmoid focal loss with hard labels, summed over classes.
+
+    Args:
+        activated: ``pred`` holds probabilities (True) or logits (False).
+        gamma: focusing exponent.
+        alpha: weight of the positive term; negatives get ``1 - alpha``.
+        loss_weight: multiplies the reduced loss.
+    """
+
+    def __init__(self,
+                 activated: bool = True,
+                 gamma: float = 2.0,
+                 alpha: float = 0.25,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.activated = activated
+        self.gamma = gamma
+        self.alpha = alpha
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+        """
+        Args:
+            pred: (M, C) probabilities or logits.
+            target: (M,) long labels in [0, C], C meaning background.
+            weight: (M,) per-sample or (M, C) per-element weight.
+            avg_factor: normaliser; None averages over the M samples.
+        Returns:
+            Scalar float32 loss.
+        """
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred = pred.float()
+            onehot = _one_hot(target, pred.size(1))
+            if self.activated:
+                prob = pred
+                # torch clamps each log at -100, so p = 0 or 1 stays finite.
+                bce = F.binary_cross_entropy(pred, onehot, reduction='none')
+            else:
+                prob = pred.sigmoid()
+                bce = F.binary_cross_entropy_with_logits(
+                    pred, onehot, reduction='none')
+            # (1 - p_t)^gamma == |t - p|^gamma for hard targets t.
+            focal = (onehot - prob).abs().pow(self.gamma)
+            alpha_t = self.alpha * onehot + (1 - self.alpha) * (1 - onehot)
+            loss = bce * alpha_t * focal
+            return self.loss_weight * weight_reduce_loss(
+                loss, weight, avg_factor)
+
+
+@MODELS.register_module()
+class QualityFocalLoss(nn.Module):
+    """Quality focal loss: focal loss towards a soft target at the positive's
+    class, summed over classes (GFL; TOOD eq. 11 with the target t-hat).
+
+    Per element: BCE(p, 0) * p^beta, except at a positive's class:
+    BCE(p, score) * |score - p|^beta.
+
+    Args:
+        activated: ``pred`` holds probabilities (True) or logits (False).
+        beta: focusing exponent.
+        loss_weight: multiplies the reduced loss.
+    """
+
+    def __init__(self,
+                 activated: bool = True,
+                 beta: float = 2.0,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.activated = activated
+        self.beta = beta
+        self.loss_weight = loss_weight
+
+    def forward(self,
+                pred: Tensor,
+                target: Tuple[Tensor, Tensor],
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+        """
+        Args:
+            pred: (M, C) probabilities or logits.
+            target: ``(labels, scores)``: (M,) long labels in [0, C], C
+                meaning background, and (M,) float soft targets of the
+                labelled class (ignored for background).
+            weight: (M,) per-sample or (M, C) per-element weight.
+            avg_factor: normaliser; None averages over the M samples.
+        Returns:
+            Scalar float32 loss.
+        """
+        labels, scores = target
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            pred = pred.float()
+            onehot = _one_hot(labels, pred.size(1))
+            # Soft target: the score at the positive's class, 0 elsewhere.
+            # It is a target, so no gradient flows into it.
+            soft = torch.where(onehot > 0, scores.detach().float()[:, None],
+                               0.0)
+            if self.activated:
+                prob = pred
+                bce = F.binary_cross_entropy(pred, soft, reduction='none')
+            else:
+                prob = pred.sigmoid()
+                bce = F.binary_cross_entropy_with_logits(
+                    pred, soft, reduction='none')
+            # |0 - p| = p on negatives, so one expression covers both cases.
+            loss = bce * (soft - prob).abs().pow(self.beta)
+            return self.loss_weight * weight_reduce_loss(
+                loss, weight, avg_factor)

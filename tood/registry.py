@@ -1,0 +1,30 @@
+"""Registries of the tood scope.
+
+Each is a child of mmengine's root registry, so mmengine's own components
+(runner, hooks, optimizers, samplers) resolve from configs that set
+``default_scope = 'tood'``.
+"""
+from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
+from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['tood.models'])
+TASK_UTILS = Registry(
+    'task util', parent=MMENGINE_TASK_UTILS, locations=['tood.models'])
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, locations=['tood.datasets'])
+DATA_SAMPLERS = Registry(
+    'data sampler', parent=MMENGINE_DATA_SAMPLERS, locations=['tood.datasets'])
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, locations=['tood.datasets'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, locations=['tood.evaluation'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['tood.engine'])
+VISUALIZERS = Registry(
+    'visualizer', parent=MMENGINE_VISUALIZERS, locations=['tood.engine'])
