@@ -241,3 +241,10 @@ def test_without_ann_file_uses_instances_from_samples():
 def test_only_bbox_metric():
     with pytest.raises(ValueError, match='bbox'):
         CocoMetric(metric='segm')
+
+
+def test_label_beyond_classes_raises(ann_file):
+    sample = prediction(1)
+    sample['pred_instances']['labels'][0] = 3
+    with pytest.raises(ValueError, match='beyond'):
+        evaluate(CocoMetric(ann_file), [sample])

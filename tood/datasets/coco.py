@@ -2,15 +2,20 @@
 import colorsys
 import contextlib
 import io
+import json
 import logging
-from typing import List, Optional, Sequence, Tuple
+import math
+from numbers import Real
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from mmengine import fileio
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import join_path
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
 
 from tood.registry import DATASETS
+from .transforms.image_loading import ImageLoadError
 
 COCO_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
@@ -100,6 +105,200 @@ def match_classes(coco: COCO,
     return classes, cat_ids
 
 
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used as it is.
+
+    The message names the file and every problem found in it, each with
+    the ids of the images or annotations concerned.
+    """
+
+
+class Findings:
+    """Problems of one kind or another, each with the ids it concerns.
+
+    ``add('has no bbox', 'annotation', 7)`` twice with ids 7 and 9 reads
+    ``annotations 7, 9: has no bbox`` in :meth:`lines`, so a file with
+    thousands of bad boxes still gives a short message.
+    """
+
+    def __init__(self, max_ids: int = 20) -> None:
+        self.max_ids = max_ids
+        self._groups: Dict[Tuple[str, str], List[Any]] = {}
+
+    def add(self, what: str, noun: str, item_id: Any) -> None:
+        self._groups.setdefault((what, noun), []).append(item_id)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._groups.values())
+
+    def lines(self) -> List[str]:
+        lines = []
+        for (what, noun), ids in self._groups.items():
+            shown = ', '.join(str(i) for i in ids[:self.max_ids])
+            if len(ids) > self.max_ids:
+                shown += f' and {len(ids) - self.max_ids} more'
+            plural = noun + ('s' if len(ids) > 1 else '')
+            lines.append(f'{plural} {shown}: {what}')
+        return lines
+
+
+COCO_KEYS = ('images', 'annotations', 'categories')
+
+
+def read_coco_json(ann_file: str,
+                   backend_args: Optional[dict] = None) -> dict:
+    """The parsed annotation file, or :class:`AnnotationError` saying why
+    there is none (missing, not JSON, not a COCO detection file)."""
+    try:
+        text = fileio.get(ann_file, backend_args=backend_args)
+    except FileNotFoundError:
+        raise AnnotationError(
+            f'annotation file {ann_file} does not exist') from None
+    except OSError as error:
+        raise AnnotationError(f'annotation file {ann_file} cannot be read: '
+                              f'{error.strerror or error}') from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise AnnotationError(
+            f'annotation file {ann_file} is not valid JSON: {error}') from None
+    if not isinstance(data, dict):
+        raise AnnotationError(
+            f'annotation file {ann_file} is not a COCO detection file: its '
+            f'top level is a {type(data).__name__}, not an object with the '
+            f'lists {", ".join(COCO_KEYS)}')
+    lacking = [key for key in COCO_KEYS if not isinstance(data.get(key), list)]
+    if lacking:
+        raise AnnotationError(
+            f'annotation file {ann_file} is not a COCO detection file: it has '
+            f'no list {", ".join(repr(k) for k in lacking)} (its top-level '
+            f'keys are {sorted(data)})')
+    return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def check_coco(data: dict, ann_file: str) -> Findings:
+    """One pass over a parsed COCO file (see :func:`read_coco_json`).
+
+    Raises :class:`AnnotationError` listing every problem that makes the
+    file unusable or ambiguous: entries that are not objects or lack their
+    ids, sizes or file names; duplicate image, annotation or category ids
+    or category names; boxes that are not ``[x, y, w, h]`` numbers or have
+    NaN or infinite coordinates; category ids that are not among the
+    categories.
+
+    Returns:
+        What is not fatal: annotations of images that are not in the file
+        (they are ignored).
+    """
+    fatal, ignored = Findings(), Findings()
+
+    def check_ids(section: str, noun: str, required: Dict[str, Any]) -> set:
+        seen, duplicates = set(), set()
+        for pos, entry in enumerate(data[section]):
+            if not isinstance(entry, dict):
+                fatal.add(f'the entry of {section!r} is not an object',
+                          'position', pos)
+                continue
+            entry_id = entry.get('id')
+            if not _is_id(entry_id):
+                fatal.add(f'the entry of {section!r} has no integer or '
+                          'string id', 'position', pos)
+                continue
+            if entry_id in seen:
+                duplicates.add(entry_id)
+            seen.add(entry_id)
+            for key, valid in required.items():
+                if not valid(entry.get(key)):
+                    fatal.add(f'{key} is missing or invalid ({section})',
+                              noun, entry_id)
+        for entry_id in sorted(duplicates, key=str):
+            fatal.add('the id is used more than once', noun, entry_id)
+        return seen
+
+    cat_ids = check_ids('categories', 'category',
+                        dict(name=lambda v: isinstance(v, str)))
+    names = [c.get('name') for c in data['categories'] if isinstance(c, dict)]
+    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
+        fatal.add('the name is used by more than one category',
+                  'category name', repr(name))
+    img_ids = check_ids(
+        'images', 'image',
+        dict(
+            file_name=lambda v: isinstance(v, str) and v != '',
+            width=lambda v: _is_number(v) and v > 0,
+            height=lambda v: _is_number(v) and v > 0))
+    check_ids('annotations', 'annotation',
+              dict(image_id=_is_id, category_id=_is_id))
+
+    for ann in data['annotations']:
+        if not isinstance(ann, dict) or not _is_id(ann.get('id')):
+            continue  # already reported
+        ann_id, box = ann['id'], ann.get('bbox')
+        if not (isinstance(box, list) and len(box) == 4
+                and all(_is_number(v) for v in box)):
+            fatal.add('bbox is missing or not [x, y, width, height] numbers',
+                      'annotation', ann_id)
+        elif not all(math.isfinite(v) for v in box):
+            fatal.add('bbox has a NaN or infinite coordinate', 'annotation',
+                      ann_id)
+        cat_id = ann.get('category_id')
+        if _is_id(cat_id) and cat_id not in cat_ids:
+            fatal.add(
+                f'category_id {cat_id!r} is not among the categories '
+                f'{sorted(cat_ids, key=str)}', 'annotation', ann_id)
+        img_id = ann.get('image_id')
+        if _is_id(img_id) and img_id not in img_ids:
+            ignored.add(f'image_id {img_id!r} is not among the images',
+                        'annotation', ann_id)
+
+    if fatal:
+        lines = '\n'.join(f'  - {line}' for line in fatal.lines())
+        raise AnnotationError(
+            f'annotation file {ann_file} cannot be used; {len(fatal)} '
+            f'problem(s) found:\n{lines}')
+    return ignored
+
+
+def coco_from_dict(data: dict) -> COCO:
+    """pycocotools' COCO api over an already parsed file, quietly."""
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def clean_box(bbox: Sequence[float], area: float, width: float,
+              height: float) -> Tuple[Optional[List[float]], str]:
+    """A COCO box ``[x, y, w, h]`` made usable for training.
+
+    Returns:
+        ``(xyxy, '')`` for a box inside the image; ``(xyxy clipped to the
+        image, 'clipped')`` for one that extends past its border; ``(None,
+        reason)`` for one that cannot be used.
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return None, 'zero or negative width or height'
+    if w < 1 or h < 1 or area <= 0:
+        return None, 'narrower or lower than 1 pixel, or of zero area'
+    x1, y1 = min(max(x, 0.0), width), min(max(y, 0.0), height)
+    x2, y2 = min(max(x + w, 0.0), width), min(max(y + h, 0.0), height)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None, 'outside the image (or less than 1 pixel inside)'
+    clipped = (x1, y1, x2, y2) != (x, y, x + w, y + h)
+    return [x1, y1, x2, y2], 'clipped' if clipped else ''
+
+
+
 @DATASETS.register_module()
 class CocoDataset(BaseDataset):
     """Images and boxes of a COCO-format json file.
@@ -117,9 +316,22 @@ class CocoDataset(BaseDataset):
              instances=[dict(bbox=[x1, y1, x2, y2], bbox_label=int,
                              ignore_flag=0 or 1), ...])
 
-    ``ignore_flag`` is 1 for crowd boxes. Boxes narrower or lower than one
-    pixel, of zero area, outside the image or of unselected categories are
-    dropped.
+    ``ignore_flag`` is 1 for crowd boxes. Boxes of unselected categories
+    are skipped.
+
+    The file is checked in one pass when it is loaded (see
+    :func:`check_coco`): problems that make it unusable or ambiguous (not
+    JSON, not COCO, missing or duplicate ids, unknown category ids, boxes
+    that are not numbers or are NaN or infinite) raise one
+    :class:`AnnotationError` that lists them all with their ids. Boxes that
+    are merely out of shape are fixed, with one warning naming the
+    annotation ids: boxes that extend past the image border are clipped to
+    it; boxes with zero or negative width or height, narrower or lower than
+    one pixel, of zero area or outside the image are dropped.
+
+    An image that cannot be loaded (see ``LoadImageFromFile``) is skipped
+    with a warning naming the file while training (another image is drawn
+    in its place); in ``test_mode`` its error stops the run.
 
     ``filter_cfg=dict(filter_empty_gt=True, min_size=32)`` (unset keys: no
     filtering) drops, outside ``test_mode``, images without any non-crowd
@@ -142,7 +354,9 @@ class CocoDataset(BaseDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        coco = load_coco(self.ann_file)
+        data = read_coco_json(self.ann_file, self.backend_args)
+        ignored = check_coco(data, self.ann_file)
+        coco = coco_from_dict(data)
         classes, self.cat_ids = match_classes(coco, self._metainfo['classes'],
                                               self.ann_file)
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
@@ -150,6 +364,8 @@ class CocoDataset(BaseDataset):
         if len(self._metainfo.get('palette', ())) < len(classes):
             self._metainfo['palette'] = make_palette(len(classes))
 
+        # parse_data_info records what it dropped or clipped here.
+        self._box_fixes = Findings()
         data_list = []
         for img_id in coco.getImgIds():
             data_list.append(
@@ -157,27 +373,42 @@ class CocoDataset(BaseDataset):
                     dict(
                         raw_img_info=coco.imgs[img_id],
                         raw_ann_info=coco.imgToAnns[img_id])))
+        for findings, action in ((ignored, 'ignored'),
+                                 (self._box_fixes, 'fixed')):
+            if findings:
+                lines = '\n'.join(f'  - {line}' for line in findings.lines())
+                print_log(
+                    f'{self.ann_file}: {len(findings)} annotation(s) '
+                    f'{action}:\n{lines}',
+                    logger='current',
+                    level=logging.WARNING)
+        del self._box_fixes
         return data_list
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
-        """One image's record from its COCO image and annotation dicts."""
+        """One image's record from its COCO image and annotation dicts.
+
+        Boxes are made usable with :func:`clean_box`; what was dropped or
+        clipped is recorded for the warning of :meth:`load_data_list`.
+        """
         img_info = raw_data_info['raw_img_info']
         width, height = img_info['width'], img_info['height']
+        fixes = getattr(self, '_box_fixes', None)
         instances = []
         for ann in raw_data_info['raw_ann_info']:
             if ann['category_id'] not in self.cat2label:
                 continue
-            x, y, w, h = ann['bbox']
-            overlap_w = max(0, min(x + w, width) - max(x, 0))
-            overlap_h = max(0, min(y + h, height) - max(y, 0))
-            if (w < 1 or h < 1 or ann.get('area', w * h) <= 0
-                    or overlap_w * overlap_h == 0):
+            area = ann.get('area', ann['bbox'][2] * ann['bbox'][3])
+            bbox, fix = clean_box(ann['bbox'], area, width, height)
+            if fix and fixes is not None:
+                what = ('clipped to the image' if bbox is not None else
+                        f'dropped: {fix}')
+                fixes.add(what, 'annotation', ann['id'])
+            if bbox is None:
                 continue
             instances.append(
                 dict(
-                    bbox=[float(x), float(y),
-                          float(x + w),
-                          float(y + h)],
+                    bbox=bbox,
                     bbox_label=self.cat2label[ann['category_id']],
                     ignore_flag=int(bool(ann.get('iscrowd', 0)))))
         return dict(
@@ -187,6 +418,20 @@ class CocoDataset(BaseDataset):
             height=height,
             width=width,
             instances=instances)
+
+    def prepare_data(self, idx: int) -> Any:
+        """The pipeline's output for image ``idx``; None (mmengine then
+        draws another image) for an unreadable image while training."""
+        try:
+            return super().prepare_data(idx)
+        except ImageLoadError as error:
+            if self.test_mode:
+                raise
+            print_log(
+                f'skipping an image while training: {error}',
+                logger='current',
+                level=logging.WARNING)
+            return None
 
     def filter_data(self) -> List[dict]:
         if self.test_mode or not self.filter_cfg:

@@ -9,7 +9,6 @@ from contextlib import contextmanager
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
@@ -29,12 +28,11 @@ class CPUBFloat16OptimWrapper(OptimWrapper):
 def setup_amp(cfg: Config) -> str:
     """Switch ``cfg.optim_wrapper`` to mixed precision for this machine.
 
-    Returns the wrapper type chosen.
+    Returns a line for the log saying what was chosen.
     """
     current = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if current in ('AmpOptimWrapper', 'CPUBFloat16OptimWrapper'):
-        print_log(f'--amp: the config already uses {current}.', 'current')
-        return current
+        return f'--amp: the config already uses {current}.'
     if current != 'OptimWrapper':
         raise ValueError(
             f'--amp cannot convert optim_wrapper type {current!r}; set a '
@@ -42,11 +40,7 @@ def setup_amp(cfg: Config) -> str:
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
-        print_log('--amp: float16 autocast with a dynamic loss scale.',
-                  'current')
-    else:
-        cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
-        print_log(
-            '--amp: no CUDA device, so training uses bfloat16 autocast on '
-            'the CPU (no loss scaling needed).', 'current')
-    return cfg.optim_wrapper.type
+        return '--amp: float16 autocast with a dynamic loss scale.'
+    cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
+    return ('--amp: no CUDA device, so training uses bfloat16 autocast on the '
+            'CPU (no loss scaling needed).')

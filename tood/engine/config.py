@@ -42,9 +42,26 @@ def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
         warnings.warn(
             '--cfg-options sets keys that are not in the config '
             f'{cfg.filename}: {", ".join(unknown)}. Check their spelling; '
-            'they are added as new entries.',
-            stacklevel=2)
+            'they are added as new entries.')
     cfg.merge_from_dict(options)
+
+
+def load_config(path: str,
+                options: Optional[Dict[str, Any]] = None,
+                launcher: str = 'none',
+                work_dir: Optional[str] = None) -> Config:
+    """The config the tools run: ``path`` with ``--cfg-options`` merged,
+    the launcher set and ``work_dir`` defaulting to
+    ``work_dirs/<config name>`` as in MMDetection."""
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    merge_cfg_options(cfg, options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
 
 
 def _innermost_dataset(dataset_cfg: dict) -> dict:
@@ -62,20 +79,24 @@ def missing_dataset_files(cfg: Config, stages: List[str]) -> List[str]:
         cfg: The full config.
         stages: Any of 'train', 'val', 'test': the dataset of
             ``<stage>_dataloader`` and the ``ann_file`` of
-            ``<stage>_evaluator`` are checked.
+            ``<stage>_evaluator`` are checked, unless the dataset generates
+            itself.
     """
     paths = []
     for stage in stages:
         loader_cfg = cfg.get(f'{stage}_dataloader')
-        if loader_cfg and 'dataset' in loader_cfg:
-            dataset = _innermost_dataset(loader_cfg['dataset'])
-            if dataset.get('type') not in GENERATED_DATASETS:
-                data_root = dataset.get('data_root') or ''
-                if dataset.get('ann_file'):
-                    paths.append(osp.join(data_root, dataset['ann_file']))
-                img_prefix = (dataset.get('data_prefix') or {}).get('img')
-                if img_prefix is not None:
-                    paths.append(osp.join(data_root, img_prefix))
+        if not loader_cfg or 'dataset' not in loader_cfg:
+            continue
+        dataset = _innermost_dataset(loader_cfg['dataset'])
+        if dataset.get('type') in GENERATED_DATASETS:
+            # It writes its annotation file, which the metric then reads.
+            continue
+        data_root = dataset.get('data_root') or ''
+        if dataset.get('ann_file'):
+            paths.append(osp.join(data_root, dataset['ann_file']))
+        img_prefix = (dataset.get('data_prefix') or {}).get('img')
+        if img_prefix is not None:
+            paths.append(osp.join(data_root, img_prefix))
         evaluators = cfg.get(f'{stage}_evaluator') or []
         if isinstance(evaluators, dict):
             evaluators = [evaluators]

@@ -33,19 +33,20 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
         super().__init__(module=module, device_ids=None, **kwargs)
 
 
-def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
+def setup_cpu_distributed(cfg: Config, launcher: str) -> Optional[str]:
     """Prepare ``cfg`` for a multi-process run on the CPU.
 
-    Does nothing (and returns False) for ``launcher='none'`` or when CUDA is
+    Does nothing (and returns None) for ``launcher='none'`` or when CUDA is
     available: then mmengine's own path with the config's backend applies.
     Otherwise switches the backend to gloo, initialises the process group
-    from torchrun's environment and selects the CPU wrapper.
+    from torchrun's environment, selects the CPU wrapper and returns a line
+    for the log saying so.
 
     Raises:
         ValueError: for launchers other than 'pytorch' without CUDA.
     """
     if launcher == 'none' or torch.cuda.is_available():
-        return False
+        return None
     if launcher != 'pytorch':
         raise ValueError(
             f"Without CUDA only '--launcher pytorch' (torchrun) is supported, "
@@ -66,4 +67,5 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
         wrapper_cfg.setdefault('find_unused_parameters',
                                cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper_cfg
-    return True
+    return (f'No CUDA: {torch_dist.get_world_size()} processes run on the CPU '
+            f"over gloo, the model wrapped in {wrapper_cfg['type']}.")

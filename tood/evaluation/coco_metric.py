@@ -153,6 +153,11 @@ class CocoMetric(BaseMetric):
         """COCO result entries: xywh boxes with category ids."""
         detections = []
         for result in results:
+            if result['labels'].size and result['labels'].max() >= len(
+                    cat_ids):
+                raise ValueError(
+                    f'label {result["labels"].max()} of image '
+                    f'{result["img_id"]} is beyond the {len(cat_ids)} classes')
             xyxy = result['bboxes'].astype(np.float64)
             xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1)
             for box, score, label in zip(xywh.tolist(),
@@ -210,6 +215,8 @@ class CocoMetric(BaseMetric):
                 'nan')
         width = max(len('class'), *(len(name) for name in classes))
         lines = [f'{"class":<{width}}  AP', '-' * (width + 7)]
-        lines += [f'{name:<{width}}  {ap:.3f}' for name, ap in per_class.items()]
+        lines += [
+            f'{name:<{width}}  {ap:.3f}' for name, ap in per_class.items()
+        ]
         print_log('per-class bbox AP:\n' + '\n'.join(lines), logger='current')
         return {f'bbox_{name}_AP': ap for name, ap in per_class.items()}

@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -71,7 +73,10 @@ def test_default_init():
 
 
 def test_frozen_stages():
-    model = ResNet(18, frozen_stages=1, norm_eval=False, **SMALL)
+    # zero_init_residual would zero the residual branches' gradients.
+    model = ResNet(
+        18, frozen_stages=1, norm_eval=False, zero_init_residual=False,
+        **SMALL)
     model.train()
     frozen = [model.conv1, model.bn1, model.layer1]
     for m in frozen:
@@ -94,7 +99,7 @@ def test_frozen_stages():
 
 
 def test_norm_eval_keeps_running_stats():
-    model = ResNet(18, norm_eval=True, **SMALL)
+    model = ResNet(18, norm_eval=True, zero_init_residual=False, **SMALL)
     model.train()
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     assert bns and all(not bn.training for bn in bns)
@@ -143,7 +148,11 @@ def test_dilation():
 def test_dcn_stages():
     dcn = dict(type='DCNv2', deform_groups=1, fallback_on_stride=False)
     model = ResNet(
-        50, dcn=dcn, stage_with_dcn=(False, True, True, True), **SMALL)
+        50,
+        dcn=dcn,
+        stage_with_dcn=(False, True, True, True),
+        zero_init_residual=False,
+        **SMALL)
     assert dcn == dict(type='DCNv2', deform_groups=1,
                        fallback_on_stride=False)  # not mutated
     for block in model.layer1:
@@ -157,7 +166,7 @@ def test_dcn_stages():
     assert model.layer2[0].conv2.stride == (2, 2)
     assert 'layer3.0.conv2.conv_offset.weight' in model.state_dict()
     model.train()
-    outs = model(torch.randn(1, 3, 64, 64))
+    outs = model(torch.randn(1, 3, 32, 32))
     assert [o.shape[1] for o in outs] == [32, 64, 128, 256]
     sum(o.sum() for o in outs).backward()
     assert model.layer3[1].conv2.conv_offset.weight.grad.abs().sum() > 0
@@ -189,7 +198,10 @@ def test_other_norms():
     assert not model.layer2[0].bn1.weight.requires_grad
 
 
-def _perturbed_resnet18() -> nn.Module:
+@pytest.fixture(scope='module')
+def perturbed_resnet18() -> nn.Module:
+    """torchvision's ResNet-18 with every tensor moved off its default init,
+    so a parameter that is not loaded cannot match by chance."""
     torch.manual_seed(0)
     tv = torchvision.models.resnet18(weights=None)
     with torch.no_grad():
@@ -212,26 +224,36 @@ def _tv_features(tv: nn.Module, x: torch.Tensor):
     return outs
 
 
-@pytest.mark.parametrize('wrap', ['raw', 'state_dict_module'])
-def test_load_torchvision_resnet18(tmp_path, wrap):
-    tv = _perturbed_resnet18()
+@pytest.mark.parametrize('wrap', ['raw', 'state_dict_module', 'torchvision'])
+def test_load_torchvision_resnet18(tmp_path, monkeypatch, wrap,
+                                   perturbed_resnet18):
+    tv = perturbed_resnet18
     state_dict = tv.state_dict()
-    if wrap == 'raw':
-        checkpoint = state_dict
-    else:
+    if wrap == 'state_dict_module':
         checkpoint = {
             'state_dict': {f'module.{k}': v
                            for k, v in state_dict.items()},
             'meta': {'epoch': 3}
         }
-    path = tmp_path / 'resnet18.pth'
+    else:
+        checkpoint = state_dict
+    if wrap == 'torchvision':
+        # torchvision:// resolves to torch hub's cache; plant the file there
+        # under the name of torchvision's resnet18 URL (no download).
+        monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path))
+        (tmp_path / 'checkpoints').mkdir()
+        path = tmp_path / 'checkpoints' / 'resnet18-f37072fd.pth'
+        source = 'torchvision://resnet18'
+    else:
+        path = tmp_path / 'resnet18.pth'
+        source = str(path)
     torch.save(checkpoint, path)
 
     model = MODELS.build(
         dict(
             type='ResNet',
             depth=18,
-            init_cfg=dict(type='Pretrained', checkpoint=str(path))))
+            init_cfg=dict(type='Pretrained', checkpoint=source)))
     model.init_weights()
     ours = model.state_dict()
     assert set(ours) == {k for k in state_dict if not k.startswith('fc.')}
@@ -245,8 +267,9 @@ def test_load_torchvision_resnet18(tmp_path, wrap):
             assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_load_logs_missing_and_unexpected_keys(tmp_path, monkeypatch):
-    state_dict = convert_torchvision_resnet(_perturbed_resnet18().state_dict())
+def test_load_logs_missing_and_unexpected_keys(tmp_path, monkeypatch,
+                                               perturbed_resnet18):
+    state_dict = convert_torchvision_resnet(perturbed_resnet18.state_dict())
     del state_dict['layer4.1.bn2.bias']
     state_dict['extra.weight'] = torch.zeros(1)
     path = tmp_path / 'ckpt.pth'
@@ -263,9 +286,8 @@ def test_load_logs_missing_and_unexpected_keys(tmp_path, monkeypatch):
                        state_dict['layer4.1.bn2.weight'])
 
 
-def test_load_detector_checkpoint_with_metadata(tmp_path):
-    # A detector checkpoint: backbone.* keys next to neck keys, and numpy
-    # metadata that torch.load(weights_only=True) refuses.
+def test_load_detector_checkpoint(tmp_path):
+    # A detector checkpoint: backbone.* keys next to neck keys.
     backbone = ResNet(18, **SMALL)
     with torch.no_grad():
         for p in backbone.parameters():
@@ -273,13 +295,25 @@ def test_load_detector_checkpoint_with_metadata(tmp_path):
     state_dict = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
     state_dict['neck.lateral_convs.0.conv.weight'] = torch.zeros(2)
     path = tmp_path / 'detector.pth'
-    torch.save({'state_dict': state_dict, 'meta': {'seed': np.int64(7)}},
-               path)
+    torch.save({'state_dict': state_dict, 'meta': {'epoch': 12}}, path)
     model = ResNet(
         18, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **SMALL)
     model.init_weights()
     for key, value in backbone.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+class Payload:
+    """Stands for an arbitrary pickled object in a checkpoint."""
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
+    path = tmp_path / 'odd.pth'
+    torch.save({'state_dict': {}, 'meta': Payload()}, path)
+    model = ResNet(
+        18, init_cfg=dict(type='Pretrained', checkpoint=str(path)), **SMALL)
+    with pytest.raises(pickle.UnpicklingError):
+        model.init_weights()
 
 
 def test_missing_checkpoint_raises(tmp_path):
@@ -336,13 +370,15 @@ def test_resnext_dcn_runs():
     model = ResNeXt(
         50,
         groups=4,
-        base_width=4,
+        base_width=16,
         dcn=dict(type='DCNv2', deform_groups=1),
         stage_with_dcn=(False, False, True, True),
         **SMALL)
     conv = model.layer3[0].conv2
     assert isinstance(conv, ModulatedDeformConv2d) and conv.groups == 4
-    outs = model(torch.randn(1, 3, 64, 64))
-    assert outs[3].shape == (1, 256, 2, 2)
+    outs = model(torch.randn(1, 3, 32, 32))
+    assert outs[3].shape == (1, 256, 1, 1)
     with pytest.raises(KeyError):
         ResNeXt(18)
+    with pytest.raises(ValueError):  # 8 planes * 4 / 64 < 1 channel
+        ResNeXt(50, groups=4, base_width=4, **SMALL)

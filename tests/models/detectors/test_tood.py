@@ -134,3 +134,34 @@ def test_bf16_autocast_keeps_losses_finite():
         for v in losses.values():
             assert v.dtype == torch.float32 and torch.isfinite(v)
         sum(losses.values()).backward()
+
+
+@pytest.mark.parametrize('config, epoch', [
+    ('configs/tood/tood_r50_fpn_1x_coco.py', 4),
+    ('configs/tood/tood_r50_fpn_anchor-based_1x_coco.py', 0),
+])
+def test_published_config_runs_loss_and_predict(config, epoch):
+    """The paper-size model from its config: loss and predict on CPU."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    root = osp.dirname(osp.dirname(osp.dirname(osp.dirname(__file__))))
+    cfg = Config.fromfile(osp.join(root, config))
+    cfg.model.backbone.init_cfg = None  # no download
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    n_all = sum(p.numel() for p in model.parameters())
+    n_head = sum(p.numel() for p in model.bbox_head.parameters())
+    assert 32.0e6 < n_all < 32.4e6  # about 32.2 M
+    assert 4.80e6 < n_head < 4.84e6  # about 4.82 M
+    data = model.data_preprocessor(batch(), True)
+    for s in data['data_samples']:
+        s.gt_instances.labels = s.gt_instances.labels + 70
+    model.bbox_head.epoch = epoch
+    losses = model(**data, mode='loss')
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = model(**model.data_preprocessor(batch(), False),
+                    mode='predict')
+    assert len(out) == 2 and 'bboxes' in out[0].pred_instances

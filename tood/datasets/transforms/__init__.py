@@ -3,23 +3,24 @@
 mmcv's generic transforms are registered in mmcv's scope; registering the
 ones our configs use here lets them build under ``default_scope='tood'``
 (also when mmcv's wrappers, e.g. RandomChoiceResize, build their inner
-``Resize`` through the current scope).
+``Resize`` through the current scope). ``LoadImageFromFile`` is our
+subclass of mmcv's, whose errors name the file.
 """
-from mmcv.transforms import (LoadImageFromFile, Pad, RandomApply,
-                             RandomChoice, RandomChoiceResize, RandomFlip,
-                             RandomResize, Resize)
+from mmcv.transforms import (Pad, RandomApply, RandomChoice,
+                             RandomChoiceResize, RandomFlip, RandomResize,
+                             Resize)
 
 from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
+from .image_loading import ImageLoadError, LoadImageFromFile
 from .loading import LoadAnnotations
 
-for _transform in (LoadImageFromFile, Resize, RandomResize,
-                   RandomChoiceResize, RandomFlip, Pad, RandomApply,
-                   RandomChoice):
+for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
+                   RandomApply, RandomChoice):
     TRANSFORMS.register_module(module=_transform)
 
 __all__ = [
-    'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile', 'Resize',
-    'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad', 'RandomApply',
-    'RandomChoice'
+    'ImageLoadError', 'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
+    'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
+    'RandomApply', 'RandomChoice'
 ]

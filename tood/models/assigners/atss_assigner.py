@@ -83,7 +83,7 @@ class ATSSAssigner:
                 cand_idx.append(idx + start)
             start = end
         cand_idx = torch.cat(cand_idx, -1)  # (B, G, K)
-        cand_valid = torch.cat(cand_valid, -1) 
+        cand_valid = torch.cat(cand_valid, -1) & gt_valid[..., None]
 
         gt_boxes = gt_bboxes[:, :, None, :]
         ious = aligned_iou(anchors[cand_idx], gt_boxes)  # (B, G, K)

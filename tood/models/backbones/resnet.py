@@ -6,7 +6,6 @@ MMDetection ImageNet checkpoints load without renaming.
 """
 import logging
 import os.path as osp
-import pickle
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
@@ -105,6 +104,9 @@ class Bottleneck(nn.Module):
                                       (stride, 1))
         # ResNeXt: the 3x3 conv is grouped and widened by base_width / 64.
         width = planes if groups == 1 else (planes * base_width // 64) * groups
+        if width < 1:
+            raise ValueError(f'planes={planes} with base_width={base_width} '
+                             'leaves no channel per group')
 
         conv2_cfg = None
         if dcn is not None:
@@ -171,25 +173,17 @@ def convert_torchvision_resnet(
 
 def _load_checkpoint_file(path: str) -> dict:
     """Load a checkpoint from a local path or a URL scheme understood by
-    mmengine (``torchvision://``, ``open-mmlab://``, ``http(s)://``)."""
-    if '://' in path:
-        return CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    path = osp.expanduser(path)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Pretrained checkpoint not found: {path}')
-    # mmengine's local loader relies on torch.load's default, which since
-    # torch 2.6 refuses checkpoints whose metadata holds arbitrary objects
-    # (mmengine issue 1655). Try the safe loader first; fall back to full
-    # unpickling only for a file the config explicitly points to.
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError:
-        print_log(
-            f'{path} holds more than tensors; loading it with '
-            'weights_only=False (only do this for files you trust)',
-            logger='current',
-            level=logging.WARNING)
-        return torch.load(path, map_location='cpu', weights_only=False)
+    mmengine (``torchvision://``, ``open-mmlab://``, ``http(s)://``).
+
+    Local files go through torch's ``weights_only`` loader (mmengine's, or
+    ``tood.engine.load_from_local`` once ``register_all_modules`` ran), so a
+    file holding arbitrary pickled objects is refused rather than run.
+    """
+    if '://' not in path:
+        path = osp.expanduser(path)
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'Pretrained checkpoint not found: {path}')
+    return CheckpointLoader.load_checkpoint(path, map_location='cpu')
 
 
 def _extract_backbone_state_dict(checkpoint: dict) -> Dict[str, Tensor]:
@@ -329,7 +323,9 @@ class ResNet(BaseModule):
         self.feat_dim = inplanes
 
         self._reset_parameters()
-        self._freeze_stages()
+        # Apply frozen_stages and norm_eval right away, not only once a
+        # runner calls train().
+        self.train()
 
     @staticmethod
     def _make_stage(block: Type[Block], inplanes: int, planes: int,
@@ -428,7 +424,8 @@ class ResNet(BaseModule):
         if self.frozen_stages < 0:
             return
         frozen = [self.conv1, self.norm1] + [
-            getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)
+            getattr(self, name)
+            for name in self.res_layers[:self.frozen_stages]
         ]
         for m in frozen:
             m.eval()

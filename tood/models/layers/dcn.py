@@ -137,7 +137,8 @@ class ModulatedDeformConv2d(nn.Module):
              f'padding={self.padding}, dilation={self.dilation}')
         if self.groups != 1:
             s += f', groups={self.groups}'
-        s += f', deform_groups={self.deform_groups}, bias={self.bias is not None}'
+        s += (f', deform_groups={self.deform_groups}, '
+              f'bias={self.bias is not None}')
         return s
 
 

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+
+def read_requirements(path: str) -> list:
+    with open(path) as f:
+        lines = (line.split('#')[0].strip() for line in f)
+        return [line for line in lines if line]
+
+
+setup(
+    name='tood',
+    version='0.1.0',
+    description='TOOD: Task-aligned One-stage Object Detection, a '
+    'config-driven training toolbox on mmengine',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['tood', 'tood.*']),
+    python_requires='>=3.8',
+    install_requires=read_requirements('requirements.txt'),
+    extras_require={'tests': ['pytest']},
+    license='Apache License 2.0',
+)

@@ -1,0 +1,146 @@
+"""Kill -9 and --resume, and two processes against one, with tools/train.py.
+
+All runs train the tiny config for 2 epochs of 4 iterations (8 images) on
+the CPU, in deterministic mode, without random flips (so that the one- and
+two-process runs see the same pixels); they are started together by one
+module fixture and shared by the tests.
+
+* ``single``: one process, batch 2, uninterrupted.
+* ``killed``: the same, SIGKILLed right after iteration 6 (epoch 2,
+  batch 2), then restarted with ``--resume``.
+* ``ddp``: two processes (torchrun, gloo), batch 1 each: the same total
+  batch; validation predictions dumped.
+"""
+import os.path as osp
+import pickle
+import signal
+import socket
+
+import pytest
+import torch
+from robust_helpers import (finish, make_shapes, start, train_args,
+                            train_losses, val_metrics)
+
+from tood.engine import register_safe_globals
+
+# No random flips: each process would draw its own.
+NO_FLIP = 'train_dataloader.dataset.pipeline.2.prob=0.0'
+KILL_AT = 6
+# Relative tolerance for the one- vs two-process losses; measured
+# differences are about 1e-7 (float sums in another order).
+DDP_RTOL = 1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def load_weights(path: str) -> dict:
+    register_safe_globals()
+    return torch.load(path, weights_only=True)['state_dict']
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+    root = make_shapes(str(tmp_path_factory.mktemp('shapes')))
+    work = tmp_path_factory.mktemp('work')
+    dirs = {name: str(work / name) for name in ('single', 'killed', 'ddp')}
+    dump = str(work / 'ddp_val.pkl')
+
+    single = start(train_args(dirs['single'], NO_FLIP), root)
+    killed = start(
+        train_args(dirs['killed'], NO_FLIP), root,
+        env=dict(TOOD_TEST_KILL_AT=str(KILL_AT)))
+    rc_killed, log_killed = finish(killed)
+    # The kill left epoch 1's checkpoint only.
+    files_after_kill = sorted(
+        p for p in (osp.join(dirs['killed'], f)
+                    for f in ('epoch_1.pth', 'epoch_2.pth'))
+        if osp.exists(p))
+    resumed = start(train_args(dirs['killed'], NO_FLIP) + ['--resume'], root)
+    rc_single, log_single = finish(single)
+    ddp = start(
+        train_args(
+            dirs['ddp'], NO_FLIP, 'train_dataloader.batch_size=1',
+            nproc=2, port=free_port()),
+        root,
+        env=dict(TOOD_TEST_DUMP_VAL=dump))
+    rc_resumed, log_resumed = finish(resumed)
+    rc_ddp, log_ddp = finish(ddp)
+    assert rc_single == 0, log_single[-5000:]
+    assert rc_resumed == 0, log_resumed[-5000:]
+    assert rc_ddp == 0, log_ddp[-5000:]
+    return dict(
+        dirs=dirs,
+        dump=dump,
+        rc_killed=rc_killed,
+        log_killed=log_killed,
+        files_after_kill=files_after_kill,
+        log_resumed=log_resumed,
+        log_ddp=log_ddp)
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(runs):
+    dirs = runs['dirs']
+    assert runs['rc_killed'] == -signal.SIGKILL, runs['log_killed'][-3000:]
+    assert f'Epoch(train) [2][{KILL_AT - 4}/4]' in runs['log_killed']
+    assert runs['files_after_kill'] == [osp.join(dirs['killed'],
+                                                 'epoch_1.pth')]
+    assert 'Load checkpoint from' in runs['log_resumed'] or \
+        'resumed epoch: 1' in runs['log_resumed']
+
+    single = load_weights(osp.join(dirs['single'], 'epoch_2.pth'))
+    resumed = load_weights(osp.join(dirs['killed'], 'epoch_2.pth'))
+    assert single.keys() == resumed.keys()
+    for key in single:
+        torch.testing.assert_close(
+            resumed[key], single[key], rtol=0, atol=1e-6, msg=key)
+    # The weights moved in epoch 2, so equal weights are not trivial.
+    epoch_1 = load_weights(osp.join(dirs['killed'], 'epoch_1.pth'))
+    assert not torch.equal(epoch_1['bbox_head.tood_cls.weight'],
+                           single['bbox_head.tood_cls.weight'])
+
+    # Same losses in epoch 2 and same final metrics.
+    losses_single = train_losses(dirs['single'])
+    losses_resumed = train_losses(dirs['killed'])
+    for it in range(5, 9):
+        assert losses_resumed[it] == pytest.approx(
+            losses_single[it], rel=1e-6), it
+    metrics_single = val_metrics(dirs['single'])
+    metrics_resumed = val_metrics(dirs['killed'])
+    assert len(metrics_single) == 2
+    assert metrics_resumed[-1] == metrics_single[-1]
+    assert metrics_single[-1]['coco/bbox_mAP_50'] > 0
+
+
+def test_two_processes_match_one_with_the_same_total_batch(runs):
+    dirs = runs['dirs']
+    assert 'processes run on the CPU over gloo' in runs['log_ddp']
+    # 8 images, 2 processes x 1 image: still 4 iterations per epoch.
+    assert 'Epoch(train) [2][4/4]' in runs['log_ddp']
+    single = train_losses(dirs['single'])
+    ddp = train_losses(dirs['ddp'])
+    assert sorted(ddp) == sorted(single) == list(range(1, 9))
+    for it in single:
+        # The logged loss is the average over the processes (LossCheckHook)
+        # and so the loss of the whole batch.
+        assert ddp[it] == pytest.approx(single[it], rel=DDP_RTOL), it
+    weights_single = load_weights(osp.join(dirs['single'], 'epoch_2.pth'))
+    weights_ddp = load_weights(osp.join(dirs['ddp'], 'epoch_2.pth'))
+    for key in weights_single:
+        torch.testing.assert_close(
+            weights_ddp[key], weights_single[key], rtol=1e-4, atol=1e-5,
+            msg=key)
+
+
+def test_distributed_evaluation_sees_every_image_once(runs):
+    # 5 val images over 2 processes: the sampler pads to 6, the gather
+    # must drop the repeat.
+    with open(runs['dump'], 'rb') as f:
+        predictions = pickle.load(f)
+    ids = [p['img_id'] for p in predictions]
+    assert sorted(ids) == [1, 2, 3, 4, 5]
+    assert val_metrics(runs['dirs']['ddp'])[-1] == pytest.approx(
+        val_metrics(runs['dirs']['single'])[-1], abs=1e-3)

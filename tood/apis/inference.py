@@ -1,0 +1,318 @@
+"""Detect objects in images with a trained checkpoint.
+
+    from tood.apis import init_detector, inference_detector
+    model = init_detector('configs/tood/tood_r50_fpn_1x_coco.py',
+                          'tood_r50_fpn_1x_coco.pth', device='auto')
+    result = inference_detector(model, 'demo.jpg')
+    result.pred_instances.bboxes        # (N, 4) xyxy, original pixels
+    result.pred_instances.scores        # (N,)
+    result.pred_instances.labels        # (N,)
+    result.pred_instances.class_names   # N names
+"""
+import copy
+import glob
+import json
+import os.path as osp
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.logging import print_log
+from mmengine.runner import load_checkpoint
+
+from tood.registry import DATASETS, MODELS
+from tood.structures import DetDataSample
+
+ImageInput = Union[str, Path, np.ndarray]
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
+                    '.webp')
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    return torch.device(device)
+
+
+def _config_classes(cfg: Config) -> Optional[Sequence[str]]:
+    """Class names a config states: the test dataset's ``metainfo`` or,
+    failing that, its dataset type's default metainfo."""
+    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes:
+        return tuple(classes)
+    dataset_cls = DATASETS.get(dataset.get('type', '')) if dataset.get(
+        'type') else None
+    classes = getattr(dataset_cls, 'METAINFO', {}).get('classes')
+    return tuple(classes) if classes else None
+
+
+def init_detector(config: Union[str, Path, Config],
+                  checkpoint: Optional[str] = None,
+                  device: str = 'auto',
+                  cfg_options: Optional[dict] = None) -> torch.nn.Module:
+    """Build the detector of a config and load a checkpoint into it.
+
+    Args:
+        config: a config file or a loaded ``Config``.
+        checkpoint: weights to load (through mmengine's ``load_checkpoint``
+            and our safe loader); None leaves the model untrained.
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` or ``'auto'`` (CUDA if
+            available).
+        cfg_options: config overrides, as ``--cfg-options``.
+    Returns:
+        The model in eval mode on ``device``, with ``model.cfg`` (the
+        config) and ``model.dataset_meta`` (``classes``, ``palette``) from
+        the checkpoint's meta, else from the config, else numbered names.
+    """
+    from tood.datasets.coco import make_palette
+    from tood.engine import merge_cfg_options
+    from tood.utils import register_all_modules
+
+    register_all_modules()
+    if isinstance(config, (str, Path)):
+        config = Config.fromfile(str(config))
+    elif not isinstance(config, Config):
+        raise TypeError(f'config must be a path or a Config, not '
+                        f'{type(config).__name__}')
+    cfg = copy.deepcopy(config)
+    merge_cfg_options(cfg, cfg_options)
+    # Pretrained backbone weights are replaced by the checkpoint anyway.
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+
+    dataset_meta = None
+    if checkpoint is not None:
+        ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
+        dataset_meta = ckpt.get('meta', {}).get('dataset_meta')
+    if not dataset_meta or not dataset_meta.get('classes'):
+        num_classes = model.bbox_head.num_classes
+        classes = _config_classes(cfg)
+        if classes is None or len(classes) != num_classes:
+            print_log(
+                f'no class names for the {num_classes} classes in the '
+                'checkpoint or config: they are numbered',
+                logger='current')
+            classes = tuple(f'class_{i}' for i in range(num_classes))
+        dataset_meta = dict(classes=classes)
+    dataset_meta = dict(dataset_meta)
+    if len(dataset_meta.get('palette') or ()) < len(dataset_meta['classes']):
+        dataset_meta['palette'] = make_palette(len(dataset_meta['classes']))
+
+    model.dataset_meta = dataset_meta
+    model.cfg = cfg
+    model.to(_resolve_device(device))
+    model.eval()
+    return model
+
+
+class LoadImageFromArray:
+    """Stands in for ``LoadImageFromFile`` when images are arrays already.
+
+    Expects ``results['img']``: (H, W, 3) uint8 BGR, as OpenCV loads it.
+    """
+
+    def __call__(self, results: dict) -> dict:
+        img = results['img']
+        if not isinstance(img, np.ndarray) or img.ndim != 3 or \
+                img.shape[2] != 3:
+            raise ValueError('images given as arrays must be (H, W, 3) BGR, '
+                             f'got {getattr(img, "shape", type(img))}')
+        results['img'] = np.ascontiguousarray(img)
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+
+def build_test_pipeline(cfg: Config, from_array: bool) -> Compose:
+    """The config's test pipeline without ``LoadAnnotations``; with
+    ``from_array`` the image comes from ``results['img']`` rather than a
+    file."""
+    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
+        'pipeline') or cfg.get('test_pipeline')
+    if not pipeline:
+        raise ValueError('the config has no test_dataloader.dataset.pipeline'
+                         ' (or test_pipeline)')
+    transforms = []
+    for transform in copy.deepcopy(list(pipeline)):
+        kind = transform['type']
+        kind = kind if isinstance(kind, str) else kind.__name__
+        if kind == 'LoadAnnotations':
+            continue
+        if kind == 'LoadImageFromFile' and from_array:
+            transforms.append(LoadImageFromArray())
+            continue
+        transforms.append(transform)
+    return Compose(transforms)
+
+
+def inference_detector(
+        model: torch.nn.Module,
+        images: Union[ImageInput, Sequence[ImageInput]],
+        batch_size: int = 1) -> Union[DetDataSample, List[DetDataSample]]:
+    """Detect objects in one image or several.
+
+    Args:
+        model: from ``init_detector`` (it needs ``model.cfg``).
+        images: a file path, an (H, W, 3) uint8 BGR array, or a list of
+            them (paths and arrays may be mixed).
+        batch_size: images per forward pass.
+    Returns:
+        For each image (a single one when ``images`` is not a list or
+        tuple) a ``DetDataSample`` on the CPU whose ``pred_instances`` hold
+        ``bboxes`` (N, 4) xyxy in the image's pixels, ``scores`` (N,),
+        ``labels`` (N,) and ``class_names`` (N names); boxes scoring below
+        the config's ``model.test_cfg.score_thr`` are already gone.
+    """
+    if not hasattr(model, 'cfg'):
+        raise ValueError('inference_detector needs model.cfg: build the '
+                         'model with init_detector')
+    single = not isinstance(images, (list, tuple))
+    images = [images] if single else list(images)
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be positive, got {batch_size}')
+
+    pipelines = {}
+    class_names = (getattr(model, 'dataset_meta', None) or {}).get(
+        'classes', ())
+    results = []
+    for start in range(0, len(images), batch_size):
+        items = []
+        for img_id, image in enumerate(images[start:start + batch_size],
+                                       start):
+            from_array = isinstance(image, np.ndarray)
+            if from_array not in pipelines:
+                pipelines[from_array] = build_test_pipeline(
+                    model.cfg, from_array)
+            data = dict(img=image) if from_array else dict(
+                img_path=str(image))
+            data['img_id'] = img_id
+            items.append(pipelines[from_array](data))
+        with torch.no_grad():
+            samples = model.test_step(pseudo_collate(items))
+        for sample in samples:
+            sample = sample.cpu()
+            pred = sample.pred_instances
+            pred.class_names = [
+                class_names[i] if i < len(class_names) else str(i)
+                for i in pred.labels.tolist()
+            ]
+            results.append(sample)
+    return results[0] if single else results
+
+
+def find_images(source: Union[str, Path]) -> List[str]:
+    """The image files an argument names: an image, a folder (its images,
+    not recursive) or a glob pattern (``'data/**/*.jpg'`` recurses); sorted.
+
+    Raises:
+        FileNotFoundError: nothing matched.
+    """
+    source = str(source)
+    if osp.isdir(source):
+        paths = [
+            osp.join(source, name) for name in sorted(
+                glob.glob('*', root_dir=source))
+        ]
+    elif osp.isfile(source):
+        return [source]
+    else:
+        paths = sorted(glob.glob(source, recursive=True))
+    images = [
+        p for p in paths
+        if osp.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)
+    ]
+    if not images:
+        raise FileNotFoundError(f'no images found at {source!r}')
+    return images
+
+
+def detections_to_dict(sample: DetDataSample,
+                       image: Optional[str] = None,
+                       score_thr: float = 0.0) -> dict:
+    """A result as plain json-ready data.
+
+    Returns ``dict(image, width, height, bboxes, scores, labels,
+    class_names)``; ``bboxes`` as ``[x1, y1, x2, y2]`` in the image's
+    pixels, only detections scoring at least ``score_thr``, best first.
+    """
+    pred = sample.pred_instances
+    keep = (pred.scores >= score_thr).nonzero().flatten()
+    keep = keep[pred.scores[keep].argsort(descending=True)]
+    height, width = sample.metainfo['ori_shape'][:2]
+    names = getattr(pred, 'class_names', None)
+    labels = pred.labels[keep].tolist()
+    return dict(
+        image=image if image is not None else sample.metainfo.get(
+            'img_path'),
+        width=int(width),
+        height=int(height),
+        bboxes=[[round(float(v), 2) for v in box]
+                for box in pred.bboxes[keep].tolist()],
+        scores=[round(float(s), 4) for s in pred.scores[keep].tolist()],
+        labels=labels,
+        class_names=[names[i] for i in keep.tolist()]
+        if names is not None else [str(label) for label in labels])
+
+
+def _output_stems(paths: Sequence[str]) -> List[str]:
+    """File stems for the outputs; images from different folders that share
+    a stem are told apart by their path below the common folder."""
+    stems = [osp.splitext(osp.basename(p))[0] for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    root = osp.commonpath([osp.abspath(p) for p in paths])
+    return [
+        osp.splitext(osp.relpath(osp.abspath(p), root))[0].replace(
+            osp.sep, '__') for p in paths
+    ]
+
+
+def save_predictions(model: torch.nn.Module,
+                     paths: Sequence[str],
+                     out_dir: str,
+                     score_thr: float = 0.3,
+                     batch_size: int = 1,
+                     progress: bool = True) -> List[str]:
+    """Detect objects in image files and write, per image, ``{stem}.png``
+    (the boxes drawn with class names and scores) and ``{stem}.json`` (see
+    ``detections_to_dict``), both with detections scoring at least
+    ``score_thr``.
+
+    Returns:
+        The json files written, in the order of ``paths``.
+    """
+    import cv2
+    from mmengine.utils import ProgressBar
+
+    from tood.visualization import draw_instances, imwrite
+
+    meta = getattr(model, 'dataset_meta', None) or {}
+    bar = ProgressBar(len(paths)) if progress else None
+    written = []
+    stems = _output_stems(paths)
+    for start in range(0, len(paths), batch_size):
+        chunk = list(paths[start:start + batch_size])
+        samples = inference_detector(model, chunk, batch_size=batch_size)
+        for path, stem, sample in zip(chunk, stems[start:], samples):
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            drawn = draw_instances(
+                image,
+                sample.pred_instances,
+                class_names=meta.get('classes'),
+                palette=meta.get('palette'),
+                score_thr=score_thr)
+            imwrite(osp.join(out_dir, f'{stem}.png'), drawn)
+            json_path = osp.join(out_dir, f'{stem}.json')
+            with open(json_path, 'w') as f:
+                json.dump(
+                    detections_to_dict(sample, path, score_thr), f)
+            written.append(json_path)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.file.write('\n')
+    return written

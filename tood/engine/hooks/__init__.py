@@ -1,0 +1,14 @@
+from .checkpoint_hook import CheckpointHook
+from .epoch_seed_hook import EpochSeedHook
+from .loss_check_hook import LossCheckHook, NonFiniteLossError
+from .num_class_check_hook import NumClassCheckHook
+from .progress_bar_hook import TestProgressBarHook
+from .report_hook import TrainingReportHook
+from .set_epoch_info_hook import SetEpochInfoHook
+from .visualization_hook import DetVisualizationHook
+
+__all__ = [
+    'CheckpointHook', 'DetVisualizationHook', 'EpochSeedHook',
+    'LossCheckHook', 'NonFiniteLossError', 'NumClassCheckHook',
+    'SetEpochInfoHook', 'TestProgressBarHook', 'TrainingReportHook'
+]

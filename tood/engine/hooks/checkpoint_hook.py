@@ -1,0 +1,90 @@
+"""mmengine's CheckpointHook, made safe to kill at any moment."""
+import os.path as osp
+
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
+from mmengine.model import is_model_wrapper
+
+from tood.engine.checkpoint import atomic_write
+from tood.registry import HOOKS
+from .loss_check_hook import NonFiniteLossError, last_checkpoint_note
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list:
+    """Names of the floating-point parameters and buffers of ``model``
+    that hold a NaN or an infinity."""
+    return [
+        name for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(
+            tensor).all())
+    ]
+
+
+@HOOKS.register_module()
+class CheckpointHook(MMEngineCheckpointHook):
+    """mmengine's ``CheckpointHook`` (same arguments) that never leaves
+    the work dir without a usable checkpoint.
+
+    Registered under mmengine's name in the tood scope, so configs'
+    ``default_hooks.checkpoint`` build it. Differences:
+
+    * the checkpoint file is written atomically (see
+      ``tood.engine.checkpoint.AtomicLocalBackend``), then ``last_checkpoint``
+      is, and only then is the checkpoint that ``max_keep_ckpts`` retires
+      deleted; mmengine deletes first, so with ``max_keep_ckpts=1`` a kill
+      while saving left nothing to resume from;
+    * weights holding NaN or infinity are not saved: training stops with
+      :class:`NonFiniteLossError` and the previous checkpoint stays the
+      last one.
+    """
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict):
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        bad = non_finite_tensors(model)
+        if bad:
+            raise NonFiniteLossError(
+                f'Training stopped before saving at iteration {runner.iter}'
+                f' (epoch {runner.epoch + 1}): the weights hold NaN or '
+                f'infinite values ({", ".join(bad[:5])}'
+                f'{", ..." if len(bad) > 5 else ""}). '
+                f'{last_checkpoint_note(runner)}')
+
+        retired = None
+        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids
+                                        or self.keep_ckpt_ids[-1] != step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                retired = self.keep_ckpt_ids.popleft()
+            self.keep_ckpt_ids.append(step)
+            # Saved in the checkpoint, so that a resumed run retires the
+            # same files.
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
+
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args)
+
+        if not is_main_process():
+            return
+        atomic_write(
+            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        if retired is not None:
+            path = self.file_backend.join_path(
+                self.out_dir, self.filename_tmpl.format(retired))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):
+                # DeepSpeed saves checkpoints as folders.
+                self.file_backend.rmtree(path)

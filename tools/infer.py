@@ -1,0 +1,61 @@
+"""Detect objects in images with a trained checkpoint.
+
+    python tools/infer.py demo.jpg CONFIG CHECKPOINT
+    python tools/infer.py images/ CONFIG CHECKPOINT --out-dir outputs
+    python tools/infer.py 'data/**/*.png' CONFIG CHECKPOINT --score-thr 0.5
+
+For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
+and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
+``height``, ``bboxes`` ([x1, y1, x2, y2] pixels), ``scores``, ``labels``,
+``class_names``, best first.
+"""
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from tood.apis import find_images, init_detector, save_predictions
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Detect objects in images and draw them')
+    parser.add_argument(
+        'input', help='an image, a folder of images or a glob pattern')
+    parser.add_argument('config', help='config file of the model')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--out-dir', default='outputs', help='where the results go')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.3,
+        help='detections scoring below this are neither drawn nor saved')
+    parser.add_argument(
+        '--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
+    parser.add_argument(
+        '--batch-size', type=int, default=1, help='images per forward pass')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. model.test_cfg.max_per_img=50')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        paths = find_images(args.input)
+    except FileNotFoundError as error:
+        sys.exit(str(error))
+    model = init_detector(args.config, args.checkpoint, args.device,
+                          args.cfg_options)
+    written = save_predictions(model, paths, args.out_dir, args.score_thr,
+                               args.batch_size)
+    print(f'{len(written)} images with their detections written to '
+          f'{args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,137 @@
+"""Evaluate a checkpoint on a config's test set.
+
+    python tools/test.py configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth
+    bash tools/dist_test.sh configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth 8
+
+``--out preds.pkl`` dumps the raw predictions, ``--out results.json`` the
+detections in COCO's result format; ``--show-dir DIR`` draws them.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import get_dist_info
+from mmengine.runner import Runner
+
+from tood.engine import (dataset_missing_message, load_config,
+                         missing_dataset_files, setup_cpu_distributed)
+from tood.engine.errors import (ConfigError, check_required_keys,
+                                exit_if_user_error)
+from tood.utils import register_all_modules
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='where the log goes; defaults to work_dirs/<config name>')
+    parser.add_argument(
+        '--out',
+        help='.pkl: dump the raw predictions; .json: write the detections '
+        'in COCO result format')
+    parser.add_argument(
+        '--show-dir', help='write the images with predicted boxes here')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. test_dataloader.batch_size=4; '
+        'keys missing from the config are added with a warning')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is not None and not args.out.endswith(
+            ('.pkl', '.pickle', '.json')):
+        parser.error('--out must end with .pkl, .pickle or .json')
+    return args
+
+
+def _coco_metrics(cfg: Config) -> list:
+    evaluators = cfg.test_evaluator
+    if isinstance(evaluators, dict):
+        evaluators = [evaluators]
+    return [e for e in evaluators if e.get('type') == 'CocoMetric']
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir)
+    cfg.load_from = args.checkpoint
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+        dict(type='TestProgressBarHook')
+    ]
+
+    if args.show_dir is not None:
+        if 'visualization' not in cfg.default_hooks:
+            cfg.default_hooks.visualization = dict(
+                type='DetVisualizationHook')
+        cfg.default_hooks.visualization.update(
+            draw=True, test_out_dir=args.show_dir)
+
+    if args.out is not None:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    if args.out is not None and args.out.endswith(('.pkl', '.pickle')):
+        if isinstance(cfg.test_evaluator, dict):
+            cfg.test_evaluator = [cfg.test_evaluator]
+        cfg.test_evaluator.append(
+            dict(type='DumpResults', out_file_path=args.out))
+    elif args.out is not None:
+        metrics = _coco_metrics(cfg)
+        if not metrics:
+            raise ValueError('--out *.json needs a CocoMetric in '
+                             'test_evaluator')
+        # CocoMetric writes '<prefix>.bbox.json'; main() renames it.
+        for metric in metrics:
+            metric.outfile_prefix = osp.splitext(args.out)[0]
+    return cfg
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    register_all_modules()
+    cfg = build_config(args)
+    try:
+        check_required_keys(cfg, 'test')
+    except ConfigError as error:
+        sys.exit(str(error))
+
+    missing = missing_dataset_files(cfg, ['test'])
+    if missing:
+        sys.exit(dataset_missing_message(cfg, missing))
+    if not osp.isfile(args.checkpoint):
+        sys.exit(f'Checkpoint {args.checkpoint} does not exist.')
+
+    try:
+        cpu_ddp = setup_cpu_distributed(cfg, args.launcher)
+    except ValueError as error:
+        sys.exit(str(error))
+    runner = None
+    try:
+        runner = Runner.from_cfg(cfg)
+        if cpu_ddp:
+            runner.logger.info(cpu_ddp)
+        runner.test()
+    except Exception as error:
+        # A config, data or checkpoint problem ends with a message naming
+        # the key, file or iteration; anything else keeps its traceback.
+        exit_if_user_error(error, cfg, runner)
+        raise
+
+    if args.out is not None and args.out.endswith('.json') and \
+            get_dist_info()[0] == 0:
+        os.replace(osp.splitext(args.out)[0] + '.bbox.json', args.out)
+        print(f'COCO-format detections written to {args.out}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,125 @@
+"""Train a detector from a config.
+
+    python tools/train.py configs/tood/tood_r50_fpn_1x_coco.py
+    bash tools/dist_train.sh configs/tood/tood_r50_fpn_1x_coco.py 8
+
+The device is chosen by mmengine: CUDA when present, else the CPU. Without
+CUDA, ``--launcher pytorch`` (torchrun) runs DDP over gloo.
+"""
+import argparse
+import os
+import sys
+from typing import List, Tuple
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from tood.engine import (dataset_missing_message, load_config,
+                         missing_dataset_files, setup_amp,
+                         setup_cpu_distributed)
+from tood.engine.errors import (ConfigError, check_required_keys,
+                                exit_if_user_error)
+from tood.utils import register_all_modules
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go; defaults to '
+        'work_dirs/<config name>')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or, without a value, from the '
+        'latest checkpoint in the work dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: float16 on CUDA, bfloat16 on the CPU')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the total batch size / auto_scale_lr.'
+        'base_batch_size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. model.backbone.depth=101 '
+        'train_dataloader.batch_size=4; keys missing from the config are '
+        'added with a warning')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Tuple[Config, List[str]]:
+    """The config with the command line applied, and lines for the log."""
+    cfg = load_config(args.config, args.cfg_options, args.launcher,
+                      args.work_dir)
+
+    messages = []
+    if args.amp:
+        messages.append(setup_amp(cfg))
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or \
+                'base_batch_size' not in cfg.auto_scale_lr:
+            raise ValueError('--auto-scale-lr needs auto_scale_lr.'
+                             'base_batch_size in the config.')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg, messages
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    register_all_modules()
+    cfg, messages = build_config(args)
+    try:
+        check_required_keys(cfg, 'train')
+    except ConfigError as error:
+        sys.exit(str(error))
+
+    stages = ['train'] + (['val'] if cfg.get('val_cfg') else [])
+    missing = missing_dataset_files(cfg, stages)
+    if missing:
+        sys.exit(dataset_missing_message(cfg, missing))
+
+    try:
+        messages.append(setup_cpu_distributed(cfg, args.launcher))
+    except ValueError as error:
+        sys.exit(str(error))
+    runner = None
+    try:
+        runner = Runner.from_cfg(cfg)
+        for message in filter(None, messages):
+            runner.logger.info(message)
+        runner.train()
+    except Exception as error:
+        # A config, data or checkpoint problem ends with a message naming
+        # the key, file or iteration; anything else keeps its traceback.
+        exit_if_user_error(error, cfg, runner)
+        raise
+
+
+if __name__ == '__main__':
+    main()
