@@ -16,7 +16,8 @@ from mmengine.dist import get_dist_info
 from mmengine.runner import Runner
 
 from tood.engine import (dataset_missing_message, load_config,
-                         missing_dataset_files, setup_cpu_distributed)
+                         missing_dataset_files, setup_cpu_distributed,
+                         shutdown_distributed)
 from tood.engine.errors import (ConfigError, check_required_keys,
                                 exit_if_user_error)
 from tood.utils import register_all_modules
@@ -121,17 +122,19 @@ def main(argv=None) -> None:
         if cpu_ddp:
             runner.logger.info(cpu_ddp)
         runner.test()
+        is_main_process = get_dist_info()[0] == 0
     except Exception as error:
         # A config, data or checkpoint problem ends with a message naming
         # the key, file or iteration; anything else keeps its traceback.
         exit_if_user_error(error, cfg, runner)
         raise
+    finally:
+        shutdown_distributed()
 
     if args.out is not None and args.out.endswith('.json') and \
-            get_dist_info()[0] == 0:
+            is_main_process:
         os.replace(osp.splitext(args.out)[0] + '.bbox.json', args.out)
         print(f'COCO-format detections written to {args.out}')
-
 
 if __name__ == '__main__':
     main()

@@ -16,7 +16,8 @@ from mmengine.runner import Runner
 
 from tood.engine import (dataset_missing_message, load_config,
                          missing_dataset_files, setup_amp,
-                         setup_cpu_distributed)
+                         setup_cpu_distributed,
+                         shutdown_distributed)
 from tood.engine.errors import (ConfigError, check_required_keys,
                                 exit_if_user_error)
 from tood.utils import register_all_modules
@@ -119,6 +120,8 @@ def main(argv=None) -> None:
         # the key, file or iteration; anything else keeps its traceback.
         exit_if_user_error(error, cfg, runner)
         raise
+    finally:
+        shutdown_distributed()
 
 
 if __name__ == '__main__':

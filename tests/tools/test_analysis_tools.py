@@ -2,8 +2,10 @@
 library functions behind them."""
 import glob
 import json
+import os
 import os.path as osp
 import pickle
+import sys
 
 import cv2
 import numpy as np
@@ -30,9 +32,8 @@ def shapes_run(tmp_path_factory) -> dict:
 
 
 def analysis_tool(name: str, *args: str, **kwargs):
-    return run_tool(
-        [__import__('sys').executable,
-         osp.join(REPO_TOOLS, name), *args], **kwargs)
+    return run_tool([sys.executable, osp.join(REPO_TOOLS, name), *args],
+                    **kwargs)
 
 
 # --------------------------------------------------------------- logs
@@ -40,7 +41,6 @@ def analysis_tool(name: str, *args: str, **kwargs):
 
 def write_run(work_dir, timestamp: str, records) -> str:
     path = osp.join(str(work_dir), timestamp, 'vis_data', 'scalars.json')
-    import os
     os.makedirs(osp.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
         for record in records:
@@ -265,4 +265,4 @@ def test_confusion_matrix_tool_from_test_results(shapes_run, tmp_path):
     assert str(counts[8]).replace('\n', '') in log.replace('\n', '')
     with pytest.raises(KeyError, match='not in the dataset'):
         confusion_matrix([dict(img_id=999, pred_instances={})], gts, 8)
-    assert SHAPES_CLASSES[0] == dataset.metainfo['classes'][0]
+    assert dataset.metainfo['classes'] == SHAPES_CLASSES

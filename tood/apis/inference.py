@@ -40,12 +40,12 @@ def _resolve_device(device: str) -> torch.device:
 def _config_classes(cfg: Config) -> Optional[Sequence[str]]:
     """Class names a config states: the test dataset's ``metainfo`` or,
     failing that, its dataset type's default metainfo."""
-    dataset = cfg.get('test_dataloader', {}).get('dataset', {})
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
     classes = (dataset.get('metainfo') or {}).get('classes')
     if classes:
         return tuple(classes)
-    dataset_cls = DATASETS.get(dataset.get('type', '')) if dataset.get(
-        'type') else None
+    dataset_cls = DATASETS.get(dataset['type']) if isinstance(
+        dataset.get('type'), str) else dataset.get('type')
     classes = getattr(dataset_cls, 'METAINFO', {}).get('classes')
     return tuple(classes) if classes else None
 
@@ -131,8 +131,8 @@ def build_test_pipeline(cfg: Config, from_array: bool) -> Compose:
     """The config's test pipeline without ``LoadAnnotations``; with
     ``from_array`` the image comes from ``results['img']`` rather than a
     file."""
-    pipeline = cfg.get('test_dataloader', {}).get('dataset', {}).get(
-        'pipeline') or cfg.get('test_pipeline')
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    pipeline = dataset.get('pipeline') or cfg.get('test_pipeline')
     if not pipeline:
         raise ValueError('the config has no test_dataloader.dataset.pipeline'
                          ' (or test_pipeline)')

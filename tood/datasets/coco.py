@@ -116,9 +116,10 @@ class AnnotationError(ValueError):
 class Findings:
     """Problems of one kind or another, each with the ids it concerns.
 
-    ``add('has no bbox', 'annotation', 7)`` twice with ids 7 and 9 reads
-    ``annotations 7, 9: has no bbox`` in :meth:`lines`, so a file with
-    thousands of bad boxes still gives a short message.
+    ``add('has no bbox', 'annotation', i)`` for ``i`` 7 and 9 reads
+    ``annotations 7, 9: has no bbox`` in :meth:`lines`; past ``max_ids``
+    ids a kind is summarised (``... and 340 more``), so a file with
+    thousands of bad boxes still gives a readable message.
     """
 
     def __init__(self, max_ids: int = 20) -> None:
@@ -149,6 +150,9 @@ def read_coco_json(ann_file: str,
                    backend_args: Optional[dict] = None) -> dict:
     """The parsed annotation file, or :class:`AnnotationError` saying why
     there is none (missing, not JSON, not a COCO detection file)."""
+    if not ann_file:
+        raise AnnotationError('the dataset has no ann_file: set it in the '
+                              'config to a COCO-format json file')
     try:
         text = fileio.get(ann_file, backend_args=backend_args)
     except FileNotFoundError:
@@ -217,8 +221,8 @@ def check_coco(data: dict, ann_file: str) -> Findings:
             seen.add(entry_id)
             for key, valid in required.items():
                 if not valid(entry.get(key)):
-                    fatal.add(f'{key} is missing or invalid ({section})',
-                              noun, entry_id)
+                    fatal.add(f'{key} is missing or invalid', noun,
+                              entry_id)
         for entry_id in sorted(duplicates, key=str):
             fatal.add('the id is used more than once', noun, entry_id)
         return seen

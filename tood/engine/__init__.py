@@ -6,7 +6,8 @@ from .checkpoint import (UnsafeCheckpointError, load_from_local,
 from .config import (dataset_missing_message, load_config,
                      merge_cfg_options, missing_dataset_files,
                      unknown_cfg_keys)
-from .distributed import CPUDistributedDataParallel, setup_cpu_distributed
+from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
+                          shutdown_distributed)
 from .hooks import DetVisualizationHook, SetEpochInfoHook, TestProgressBarHook
 from .hooks import TrainingReportHook
 
@@ -16,5 +17,6 @@ __all__ = [
     'UnsafeCheckpointError', 'dataset_missing_message', 'load_config',
     'load_from_local',
     'merge_cfg_options', 'missing_dataset_files', 'register_safe_globals',
-    'setup_amp', 'setup_cpu_distributed', 'unknown_cfg_keys'
+    'setup_amp', 'setup_cpu_distributed', 'shutdown_distributed',
+    'unknown_cfg_keys'
 ]

@@ -69,3 +69,15 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> Optional[str]:
     cfg.model_wrapper_cfg = wrapper_cfg
     return (f'No CUDA: {torch_dist.get_world_size()} processes run on the CPU '
             f"over gloo, the model wrapped in {wrapper_cfg['type']}.")
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group, if any, before the interpreter exits.
+
+    Left to the interpreter's teardown, gloo's threads can be destroyed
+    while still joinable, and a process that finished its work aborts with
+    "terminate called without an active exception" (SIGABRT), failing the
+    whole torchrun job.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -183,3 +183,45 @@ def test_invalid_priors_and_no_gts():
                           torch.zeros(1, 1, dtype=bool),
                           torch.ones(1, 9, dtype=bool))
     assert not res.fg_mask.any()
+
+
+def test_inside_first_picks_candidates_among_inside_priors():
+    points, boxes = hand_case()
+    boxes = boxes.clone()
+    # prior 0 (0, 0) lies outside the GT but predicts it exactly, so it has
+    # the largest t; only the centre prior (10, 10) lies inside.
+    gts = torch.tensor([[[4.0, 4.0, 16.0, 16.0]]])
+    boxes[0, 0] = gts[0, 0]
+    scores = torch.full((1, 9, 1), 0.5)
+    args = (scores, boxes, points, gts, torch.zeros(1, 1, dtype=torch.long),
+            torch.ones(1, 1, dtype=bool), torch.ones(1, 9, dtype=bool))
+    after = TaskAlignedAssigner(topk=1).assign(*args)
+    assert not after.fg_mask.any()
+    before = TaskAlignedAssigner(topk=1, inside_first=True).assign(*args)
+    assert before.gt_index.tolist() == [[-1, -1, -1, -1, 0, -1, -1, -1, -1]]
+    # with k covering every prior both orders agree
+    wide = [TaskAlignedAssigner(topk=9, inside_first=f).assign(*args)
+            for f in (False, True)]
+    assert torch.equal(wide[0].gt_index, wide[1].gt_index)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_inside_first_equals_reference_on_inside_priors(seed):
+    """With one GT per image, testing inside first is the reference TAL on
+    the priors inside that GT."""
+    scores, boxes, points, gts, labels, _, prior_valid = random_batch(
+        seed, max_gts=1)
+    gt_valid = torch.ones(gts.shape[:2], dtype=torch.bool)
+    res = TaskAlignedAssigner(topk=5, inside_first=True).assign(
+        scores, boxes, points, gts, labels, gt_valid, prior_valid, alpha=1.0,
+        beta=2.0)
+    for b in range(scores.size(0)):
+        x, y = points[:, 0], points[:, 1]
+        x1, y1, x2, y2 = gts[b, 0]
+        inside = torch.stack([x - x1, y - y1, x2 - x, y2 - y]).min(0).values
+        ref_index, ref_metric, _ = reference_assign(
+            scores[b], boxes[b], points, gts[b], labels[b],
+            prior_valid[b] & (inside > 0.01), 5, 1.0, 2.0)
+        assert torch.equal(res.gt_index[b], ref_index)
+        torch.testing.assert_close(res.metrics[b], ref_metric)
+    assert res.fg_mask.any()

@@ -246,3 +246,47 @@ def test_predict_rescales_and_clips():
         assert r.labels.max() < 3
         # sorted by score
         assert (r.scores[:-1] >= r.scores[1:]).all()
+
+
+def test_hard_labels_train_positives_towards_one():
+    from tood.models.heads.head_utils import (batch_prior_valid,
+                                              pad_gt_instances)
+    from tood.models.losses import GIoULoss, QualityFocalLoss
+    hard = make_head(train_cfg=dict(TRAIN_CFG, hard_labels=True))
+    soft = make_head()
+    soft.load_state_dict(hard.state_dict())
+    hard.epoch = soft.epoch = 4
+    data = samples((3, 2))
+    cls_scores, bbox_preds = hard(feats())
+    losses = hard.loss_by_feat(cls_scores, bbox_preds, data)
+
+    # The same TAL positives, trained towards 1 with box weight 1, both
+    # losses over the number of positives.
+    sizes, scores, boxes, points, _, _ = hard._flatten(cls_scores, bbox_preds)
+    gts, labels, gt_valid = pad_gt_instances([s.gt_instances for s in data],
+                                             scores.device)
+    valid = batch_prior_valid(sizes, STRIDES, data, scores.device)
+    assign = hard.assigner.assign(scores.detach(), boxes.detach(), points,
+                                  gts, labels, gt_valid, valid, 1, 6)
+    fg = assign.fg_mask
+    num_pos = fg.sum().float()
+    assert num_pos > 0
+    pick = assign.gt_index.clamp(min=0)
+    cls_target = labels.gather(1, pick).where(fg, 3)
+    loss_cls = QualityFocalLoss()(
+        scores[valid], (cls_target[valid], fg[valid].float()),
+        avg_factor=num_pos)
+    box_target = gts.gather(1, pick[..., None].expand(-1, -1, 4))
+    loss_bbox = GIoULoss(loss_weight=2.0)(
+        boxes[fg], box_target[fg], avg_factor=num_pos)
+    torch.testing.assert_close(losses['loss_cls'], loss_cls)
+    torch.testing.assert_close(losses['loss_bbox'], loss_bbox)
+
+    soft_losses = soft.loss_by_feat(cls_scores, bbox_preds, data)
+    assert soft_losses['loss_cls'].item() != pytest.approx(
+        losses['loss_cls'].item())
+    # The warm-up does not look at the option.
+    hard.epoch = soft.epoch = 0
+    torch.testing.assert_close(
+        hard.loss_by_feat(cls_scores, bbox_preds, data),
+        soft.loss_by_feat(cls_scores, bbox_preds, data))

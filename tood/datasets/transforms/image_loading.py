@@ -96,8 +96,9 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
         except FileNotFoundError:
             raise ImageLoadError(f'{path}: no such file') from None
         except OSError as error:
+            reason = error.strerror or error
             raise ImageLoadError(
-                f'{path}: cannot be read ({error.strerror or error})') from None
+                f'{path}: cannot be read ({reason})') from None
 
     def _load(self, path: str) -> np.ndarray:
         data = self._read(path)

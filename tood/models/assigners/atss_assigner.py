@@ -2,7 +2,7 @@
 
 TOOD uses it on the anchor boxes for its warm-up epochs.
 """
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -60,30 +60,19 @@ class ATSSAssigner:
         anchor_centres = (anchors[:, :2] + anchors[:, 2:]) * 0.5
         gt_centres = (gt_bboxes[..., :2] + gt_bboxes[..., 2:]) * 0.5
 
-        # Candidates: per level the nearest valid priors. Only one level's
-        # (B, G, N_l) distances are alive at a time.
-        cand_idx, cand_valid = [], []
-        start = 0
-        for level_size in num_level_priors:
-            end = start + level_size
-            k = min(self.topk, level_size)
-            if k > 0:
-                dx = gt_centres[..., None, 0] - anchor_centres[start:end, 0]
-                dy = gt_centres[..., None, 1] - anchor_centres[start:end, 1]
-                dist = dx * dx + dy * dy  # (B, G, N_l), squared is enough
-                del dx, dy
-                level_valid = prior_valid[:, None, start:end].expand_as(dist)
-                # Invalid priors are pushed to the end; when a level has
-                # fewer than k valid priors some of them are still picked
-                # and masked out below, which caps k at the valid count.
-                dist.masked_fill_(~level_valid, float('inf'))
-                idx = dist.topk(k, dim=-1, largest=False).indices
-                del dist
-                cand_valid.append(level_valid.gather(-1, idx))
-                cand_idx.append(idx + start)
-            start = end
-        cand_idx = torch.cat(cand_idx, -1)  # (B, G, K)
-        cand_valid = torch.cat(cand_valid, -1) & gt_valid[..., None]
+        # Candidates: per level the nearest valid priors, image by image;
+        # padded GT slots keep no valid candidate.
+        num_cands = sum(min(self.topk, n) for n in num_level_priors)
+        cand_idx = torch.zeros((num_imgs, num_gts, num_cands),
+                               dtype=torch.long, device=anchors.device)
+        cand_valid = torch.zeros((num_imgs, num_gts, num_cands),
+                                 dtype=torch.bool, device=anchors.device)
+        for b in range(num_imgs):
+            slots = gt_valid[b].nonzero().squeeze(1)
+            if slots.numel() > 0:
+                cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
+                    anchor_centres, num_level_priors, gt_centres[b, slots],
+                    prior_valid[b])
 
         gt_boxes = gt_bboxes[:, :, None, :]
         ious = aligned_iou(anchors[cand_idx], gt_boxes)  # (B, G, K)
@@ -119,3 +108,59 @@ class ATSSAssigner:
         gt_index = torch.where(fg_mask, gt_flat.view_as(gt_index), -1)
         overlaps = torch.where(fg_mask, best_iou.view_as(overlaps), 0.0)
         return AssignResult(gt_index, fg_mask, overlaps, overlaps.clone())
+
+    def _nearest(self, anchor_centres: Tensor, num_level_priors: List[int],
+                 gt_centres: Tensor,
+                 prior_valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per level, the ``topk`` valid priors nearest each GT centre.
+
+        Args:
+            anchor_centres: (N, 2); gt_centres: (G, 2); prior_valid: (N, ).
+        Returns:
+            (G, K) prior indices, level after level, and whether each one is
+            valid (a level with fewer than k valid priors still fills its k
+            slots).
+        """
+        cand_idx, cand_valid = [], []
+        start = 0
+        for level_size in num_level_priors:
+            end = start + level_size
+            k = min(self.topk, level_size)
+            if k > 0:
+                cx, cy = anchor_centres[start:end].t().contiguous()
+                level_valid = prior_valid[start:end]
+                idx = torch.cat([
+                    self._level_topk(gt_centres[s:s + rows], cx, cy,
+                                     level_valid, k)
+                    for s, rows in _chunks(gt_centres.size(0), level_size,
+                                           cx.device)
+                ])
+                cand_valid.append(level_valid[idx])
+                cand_idx.append(idx + start)
+            start = end
+        return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)
+
+    @staticmethod
+    def _level_topk(gt_centres: Tensor, cx: Tensor, cy: Tensor,
+                    level_valid: Tensor, k: int) -> Tensor:
+        """(R, 2) GT centres, (L, ) prior centres -> (R, k) nearest."""
+        dist = gt_centres[:, 0, None] - cx  # (R, L); squared is enough
+        dist.square_()
+        dy = gt_centres[:, 1, None] - cy
+        dist += dy.square_()
+        del dy
+        # Invalid priors are pushed to the end; when a level has fewer
+        # than k valid priors some of them are still picked and masked out
+        # by the caller, which caps k at the valid count.
+        dist.masked_fill_(~level_valid, float('inf'))
+        return dist.topk(k, dim=-1, largest=False).indices
+
+
+def _chunks(num_rows: int, row_length: int,
+            device: torch.device) -> List[Tuple[int, int]]:
+    """(start, rows) chunks of a (num_rows, row_length) float computation:
+    on the CPU about 1 MiB each, so that it stays in cache; on a GPU a few
+    large ones."""
+    budget = (1 << 18) if device.type == 'cpu' else (1 << 23)
+    rows = max(1, budget // max(1, row_length))
+    return [(s, min(rows, num_rows - s)) for s in range(0, num_rows, rows)]

@@ -12,17 +12,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, Scale
-from mmengine.dist import all_reduce
 from mmengine.model import BaseModule, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
-from torchvision.ops import batched_nms, deform_conv2d
+from torchvision.ops import deform_conv2d
 
 from tood.models.layers.dcn import ModulatedDeformConv2d
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, centerness, delta2bbox, distance2bbox
 
-from .priors import grid_priors, square_anchors, valid_prior_mask
+from .head_utils import (batch_prior_valid, global_normaliser,
+                         levels_to_priors, pad_gt_instances,
+                         predict_by_levels)
+from .priors import grid_priors, square_anchors
 
 # Initial classification bias: a prior probability of 0.01 (focal-loss init).
 PRIOR_BIAS = -math.log((1 - 0.01) / 0.01)
@@ -134,7 +136,8 @@ class TOODHead(BaseModule):
         loss_cls: classification loss with TAL (eq. 11).
         loss_bbox: box loss.
         train_cfg: ``initial_epoch``, ``initial_assigner``, ``assigner``,
-            ``alpha``, ``beta``.
+            ``alpha``, ``beta``, ``hard_labels`` (ablation: train TAL's
+            positives towards 1 instead of t-hat, see ``loss_by_feat``).
         test_cfg: ``nms_pre``, ``score_thr``, ``nms.iou_threshold``,
             ``max_per_img``.
     """
@@ -192,6 +195,7 @@ class TOODHead(BaseModule):
             self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
             self.alpha = self.train_cfg.get('alpha', 1)
             self.beta = self.train_cfg.get('beta', 6)
+            self.hard_labels = self.train_cfg.get('hard_labels', False)
         self.initial_loss_cls = MODELS.build(initial_loss_cls)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
@@ -327,13 +331,8 @@ class TOODHead(BaseModule):
         device = cls_scores[0].device
         points, prior_strides = grid_priors(featmap_sizes, self.strides,
                                             device)
-        B = cls_scores[0].size(0)
-        scores = torch.cat(
-            [s.permute(0, 2, 3, 1).reshape(B, -1, self.num_classes)
-             for s in cls_scores], 1)
-        boxes = torch.cat(
-            [b.permute(0, 2, 3, 1).reshape(B, -1, 4) for b in bbox_preds], 1)
-        boxes = boxes * prior_strides[None, :, None]
+        scores = levels_to_priors(cls_scores)
+        boxes = levels_to_priors(bbox_preds) * prior_strides[None, :, None]
         num_level_priors = [h * w for h, w in featmap_sizes]
         return featmap_sizes, scores, boxes, points, prior_strides, \
             num_level_priors
@@ -347,16 +346,19 @@ class TOODHead(BaseModule):
         centerness. Then TAL: quality focal loss towards t-hat (eq. 11) and
         GIoU weighted by t-hat, both normalised by the sum of t-hat. Every
         normaliser is averaged over processes and clamped to at least 1.
+
+        With ``train_cfg.hard_labels`` (the paper's soft-vs-hard label
+        ablation) TAL still picks the positives, but the quality focal loss
+        targets 1 at them, every positive box has weight 1, and both losses
+        are normalised by the number of positives.
         """
         (featmap_sizes, scores, boxes, points, prior_strides,
          num_level_priors) = self._flatten(cls_scores, bbox_preds)
         B, N, K = scores.shape
         gt_bboxes, gt_labels, gt_valid = pad_gt_instances(
             [s.gt_instances for s in data_samples], scores.device)
-        prior_valid = valid_prior_mask(
-            featmap_sizes, self.strides,
-            [s.metainfo.get('pad_shape', s.metainfo['batch_input_shape'])
-             for s in data_samples], scores.device)
+        prior_valid = batch_prior_valid(featmap_sizes, self.strides,
+                                        data_samples, scores.device)
 
         warmup = self.epoch < self.initial_epoch
         if warmup:
@@ -383,6 +385,12 @@ class TOODHead(BaseModule):
             cls_norm = fg.sum().float()
             bbox_weight = centerness(points[None].expand(B, N, 2)[fg],
                                      pos_target)
+        elif self.hard_labels:
+            loss_cls = self.loss_cls(
+                valid_scores, (valid_labels, fg[prior_valid].float()),
+                avg_factor=1.0)
+            cls_norm = fg.sum().float()
+            bbox_weight = pos_pred.new_ones(pos_pred.size(0))
         else:
             loss_cls = self.loss_cls(
                 valid_scores, (valid_labels, assign.metrics[prior_valid]),
@@ -400,8 +408,8 @@ class TOODHead(BaseModule):
             # waiting for their gradients otherwise).
             loss_bbox = sum(b.sum() for b in bbox_preds) * 0
         return dict(
-            loss_cls=loss_cls / _global_normaliser(cls_norm),
-            loss_bbox=loss_bbox / _global_normaliser(bbox_norm))
+            loss_cls=loss_cls / global_normaliser(cls_norm),
+            loss_bbox=loss_bbox / global_normaliser(bbox_norm))
 
     # ------------------------------------------------------------------ #
     # Inference
@@ -424,69 +432,6 @@ class TOODHead(BaseModule):
         original image and clipped to it, class-aware NMS, the best
         ``max_per_img``.
         """
-        cfg = self.test_cfg
-        score_thr = cfg.get('score_thr', 0.05)
-        nms_pre = cfg.get('nms_pre', 1000)
-        iou_thr = cfg.get('nms', {}).get('iou_threshold', 0.6)
-        max_per_img = cfg.get('max_per_img', 100)
-        results = []
-        for b, meta in enumerate(batch_img_metas):
-            img_boxes, img_scores, img_labels = [], [], []
-            for cls_score, bbox_pred, stride in zip(cls_scores, bbox_preds,
-                                                    self.strides):
-                score = cls_score[b].permute(1, 2, 0).reshape(-1)  # (H·W·K)
-                keep = (score > score_thr).nonzero().squeeze(1)
-                score = score[keep]
-                if score.numel() > nms_pre:
-                    score, top = score.topk(nms_pre)
-                    keep = keep[top]
-                prior_idx = keep // self.num_classes
-                box = bbox_pred[b].permute(1, 2, 0).reshape(-1, 4)[prior_idx]
-                img_boxes.append(box * stride)
-                img_scores.append(score)
-                img_labels.append(keep % self.num_classes)
-            boxes = torch.cat(img_boxes).float()
-            scores = torch.cat(img_scores).float()
-            labels = torch.cat(img_labels)
-            if rescale:
-                sx, sy = meta.get('scale_factor', (1.0, 1.0))
-                boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
-                h, w = meta['ori_shape'][:2]
-            else:
-                h, w = meta['img_shape'][:2]
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            keep = batched_nms(boxes, scores, labels, iou_thr)[:max_per_img]
-            results.append(
-                InstanceData(
-                    bboxes=boxes[keep], scores=scores[keep],
-                    labels=labels[keep]))
-        return results
+        return predict_by_levels(cls_scores, bbox_preds, self.strides,
+                                 batch_img_metas, self.test_cfg, rescale)
 
-
-def pad_gt_instances(gt_instances: List[InstanceData],
-                     device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
-    """Stack per-image GTs into padded tensors.
-
-    Returns:
-        bboxes (B, G, 4), labels (B, G) long, valid (B, G) bool with
-        G = max(1, most GTs in one image).
-    """
-    B = len(gt_instances)
-    G = max([len(g) for g in gt_instances] + [1])
-    bboxes = torch.zeros(B, G, 4, device=device)
-    labels = torch.zeros(B, G, dtype=torch.long, device=device)
-    valid = torch.zeros(B, G, dtype=torch.bool, device=device)
-    for i, g in enumerate(gt_instances):
-        n = len(g)
-        bboxes[i, :n] = g.bboxes.to(device).float()
-        labels[i, :n] = g.labels.to(device)
-        valid[i, :n] = True
-    return bboxes, labels, valid
-
-
-def _global_normaliser(value: Tensor) -> Tensor:
-    """Average over processes, at least 1; a constant for autograd."""
-    value = value.detach().clone().float()
-    all_reduce(value, op='mean')
-    return value.clamp(min=1)

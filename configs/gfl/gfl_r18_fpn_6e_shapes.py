@@ -1,0 +1,17 @@
+# GFL on the built-in shapes dataset: the TOOD shapes run
+# (configs/tood/tood_r18_fpn_6e_shapes.py) with the GFL head sized like its
+# T-Head; losses and assignment as in gfl_r50_fpn_1x_coco.py (the head's
+# defaults).
+_base_ = '../tood/tood_r18_fpn_6e_shapes.py'
+
+model = dict(
+    bbox_head=dict(
+        _delete_=True,
+        type='GFLHead',
+        num_classes=8,
+        in_channels=64,
+        feat_channels=64,
+        strides=(8, 16, 32, 64),
+        norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
+    train_cfg=dict(
+        _delete_=True, assigner=dict(type='ATSSAssigner', topk=9)))

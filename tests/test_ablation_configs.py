@@ -1,0 +1,196 @@
+"""The ablation and baseline configs: each trains one iteration and predicts
+on the CPU with a shrunk model, and the ``--cfg-options`` of
+configs/tood/ablations/README.md reproduce the ablations they document."""
+import argparse
+import glob
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.optim import OptimWrapper
+from mmengine.structures import InstanceData
+
+from tood.registry import MODELS
+from tood.structures import DetDataSample
+from tood.utils import register_all_modules
+
+CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs')
+ABLATIONS = osp.join(CONFIGS, 'tood', 'ablations')
+TOOD_1X = osp.join(CONFIGS, 'tood', 'tood_r50_fpn_1x_coco.py')
+SHAPES = osp.join(CONFIGS, 'tood', 'tood_r18_fpn_6e_shapes.py')
+BASELINES = [
+    'atss/atss_r50_fpn_1x_coco.py', 'gfl/gfl_r50_fpn_1x_coco.py',
+    'atss/atss_r18_fpn_6e_shapes.py', 'gfl/gfl_r18_fpn_6e_shapes.py'
+]
+RUNNABLE = sorted(
+    osp.relpath(p, CONFIGS)
+    for p in glob.glob(osp.join(ABLATIONS, '*.py'))) + BASELINES
+
+# depth 18 at 1/8 width, 16-channel FPN and head, for every head type.
+SHRINK = {
+    'model.backbone.depth': 18,
+    'model.backbone.stem_channels': 8,
+    'model.backbone.base_channels': 8,
+    'model.backbone.init_cfg': None,
+    'model.neck.in_channels': [8, 16, 32, 64],
+    'model.neck.out_channels': 16,
+    'model.bbox_head.in_channels': 16,
+    'model.bbox_head.feat_channels': 16,
+    'model.bbox_head.norm_cfg.num_groups': 4,
+}
+
+
+def readme_rows():
+    """(config path, options or twin path) of each row of the table."""
+    rows = []
+    with open(osp.join(ABLATIONS, 'README.md')) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip('|').split('|')]
+            if len(cells) != 3 or not cells[0].startswith('`'):
+                continue
+            config = osp.normpath(osp.join(ABLATIONS, cells[0].strip('`')))
+            rows.append((config, cells[2].strip('`')))
+    return rows
+
+
+def parse_options(text):
+    """``--cfg-options`` parsed as tools/train.py parses them."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *text.split()]).cfg_options
+
+
+def batch(num_classes, size=64):
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(size, size),
+            ori_shape=(size, size),
+            scale_factor=(1.0, 1.0)))
+    sample.gt_instances = InstanceData(
+        bboxes=torch.tensor([[4.0, 6.0, 40.0, 30.0], [20.0, 16.0, 60.0,
+                                                      62.0]]),
+        labels=torch.tensor([0, num_classes - 1]))
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, size, size), generator=g,
+                          dtype=torch.uint8)
+    return dict(inputs=[image], data_samples=[sample])
+
+
+def test_readme_lists_every_ablation():
+    listed = {config for config, _ in readme_rows()}
+    on_disk = {
+        osp.normpath(p)
+        for p in glob.glob(osp.join(ABLATIONS, 'tood_r50_*_coco.py'))
+    }
+    assert on_disk <= listed
+    assert all(osp.isfile(c) for c in listed)
+    assert len(listed) == 20
+
+
+@pytest.mark.parametrize(
+    'row', readme_rows(), ids=lambda r: osp.basename(r[0])[:-3])
+def test_readme_options_reproduce_the_config(row):
+    config, options = row
+    expected = Config.fromfile(config)
+    if options.endswith('_shapes.py'):
+        # A head swap: the twin changes the shapes run's head and keeps its
+        # sizes, like the COCO config does with the COCO run.
+        twin = Config.fromfile(osp.join(ABLATIONS, options))
+        shapes = Config.fromfile(SHAPES)
+        assert twin.model.bbox_head.type == expected.model.bbox_head.type
+        for key in ('num_classes', 'in_channels', 'feat_channels', 'strides'):
+            assert twin.model.bbox_head[key] == shapes.model.bbox_head[key]
+        twin.model.bbox_head = shapes.model.bbox_head
+        assert twin.to_dict() == shapes.to_dict()
+        return
+    cfg = Config.fromfile(TOOD_1X)
+    assert cfg.to_dict() != expected.to_dict()
+    cfg.merge_from_dict(parse_options(options))
+    assert cfg.to_dict() == expected.to_dict()
+    # ... and they apply to the shapes run as they are.
+    shapes = Config.fromfile(SHAPES)
+    shapes.merge_from_dict(parse_options(options))
+    for key, value in parse_options(options).items():
+        node = shapes
+        for part in key.split('.'):
+            node = node[part]
+        assert node == value
+
+
+def test_baselines_change_only_the_head():
+    tood = Config.fromfile(TOOD_1X)
+    for name, head, losses in (('atss/atss_r50_fpn_1x_coco.py', 'ATSSHead',
+                                {'loss_cls', 'loss_bbox', 'loss_centerness'}),
+                               ('gfl/gfl_r50_fpn_1x_coco.py', 'GFLHead',
+                                {'loss_cls', 'loss_bbox', 'loss_dfl'})):
+        cfg = Config.fromfile(osp.join(CONFIGS, name))
+        assert cfg.model.bbox_head.type == head
+        assert losses <= set(cfg.model.bbox_head)
+        assert cfg.model.train_cfg == dict(
+            assigner=dict(type='ATSSAssigner', topk=9))
+        assert cfg.model.test_cfg == tood.model.test_cfg
+        assert cfg.model.backbone == tood.model.backbone
+        assert cfg.optim_wrapper == tood.optim_wrapper
+    gfl = Config.fromfile(osp.join(CONFIGS, 'gfl/gfl_r50_fpn_1x_coco.py'))
+    assert gfl.model.bbox_head.reg_max == 16
+    assert gfl.model.bbox_head.loss_dfl.loss_weight == 0.25
+
+
+@pytest.mark.parametrize('name', RUNNABLE)
+def test_config_trains_and_predicts(name):
+    register_all_modules()
+    torch.manual_seed(0)
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    cfg.merge_from_dict(SHRINK)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    head = model.bbox_head
+    assert type(head).__name__ == cfg.model.bbox_head.type
+    # The last epoch of the schedule: TAL, unless the ablation never leaves
+    # the ATSS warm-up.
+    head.epoch = cfg.train_cfg.max_epochs - 1
+    if 'atss-all-epochs' in name:
+        assert head.epoch < head.initial_epoch
+    elif hasattr(head, 'initial_epoch'):
+        assert head.epoch >= head.initial_epoch
+
+    num_classes = cfg.model.bbox_head.num_classes
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    before = [p.detach().clone() for p in model.parameters()]
+    model.train()
+    log_vars = model.train_step(batch(num_classes), optim)
+    assert 'loss_cls' in log_vars and 'loss_bbox' in log_vars
+    assert all(torch.isfinite(v) for v in log_vars.values())
+    assert log_vars['loss_bbox'] > 0
+    changed = sum(not torch.equal(a, b)
+                  for a, b in zip(before, model.parameters()))
+    assert changed > 0
+
+    model.eval()
+    with torch.no_grad():
+        out = model.test_step(batch(num_classes))
+    pred = out[0].pred_instances
+    assert pred.bboxes.shape == (len(pred), 4)
+    assert len(pred) <= cfg.model.test_cfg.max_per_img
+    if len(pred):
+        assert pred.labels.max() < num_classes
+        assert pred.bboxes.min() >= 0 and pred.bboxes.max() <= 64
+
+
+def test_ablation_names_say_what_changes():
+    """Every ablation differs from the 1x config in one setting, and the
+    file name carries its value."""
+    base = Config.fromfile(TOOD_1X)
+    for config, options in readme_rows():
+        if options.endswith('_shapes.py') or '..' in osp.relpath(
+                config, ABLATIONS):
+            continue
+        for key, value in parse_options(options).items():
+            leaf = key.split('.')[-1]
+            if leaf in ('alpha', 'beta', 'topk'):
+                token = {'topk': 'top'}.get(leaf, leaf) + f'{value:g}'
+                assert re.search(re.escape(token) + r'[-_]',
+                                 osp.basename(config)), (config, token)
+    assert base.model.train_cfg.assigner.topk == 13

@@ -1,0 +1,221 @@
+"""tools/analysis/benchmark.py, its measurements, and the speed paths of the
+assigners it measures (chunked dense stage, two-stage top-k)."""
+import importlib.util
+import json
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from tool_helpers import R50_1X, REPO, tiny_model_options
+
+from tood.analysis.benchmark import (assign_inputs, detection_batch,
+                                     peak_memory, summarise)
+from tood.engine.amp import CPUBFloat16OptimWrapper
+from tood.models.assigners import atss_assigner, task_aligned_assigner
+from tood.models.assigners.atss_assigner import ATSSAssigner
+from tood.models.assigners.task_aligned_assigner import (TaskAlignedAssigner,
+                                                          _topk_by_blocks)
+from tood.registry import MODELS
+from tood.utils import register_all_modules
+
+# Tiny network, tiny input: the tool's code paths, not its numbers.
+SHAPE = ['64', '96']
+# tiny_model_options(3) as a config dict.
+TINY_MODEL = {
+    'model.backbone.depth': 18,
+    'model.backbone.init_cfg': None,
+    'model.neck.in_channels': [64, 128, 256, 512],
+    'model.neck.out_channels': 16,
+    'model.bbox_head.in_channels': 16,
+    'model.bbox_head.feat_channels': 16,
+    'model.bbox_head.stacked_convs': 2,
+    'model.bbox_head.norm_cfg.num_groups': 4,
+    'model.bbox_head.num_classes': 3,
+}
+# Priors of a 64x96 input at strides 8..128: 8x12 + 4x6 + 2x3 + 1x2 + 1x1.
+NUM_PRIORS = 129
+
+
+@pytest.fixture(scope='module')
+def tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', osp.join(REPO, 'tools', 'analysis',
+                                   'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def keep_threads():
+    # The assign task sets one thread; give the test process its own back.
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(tool, tmp_path, *args):
+    # One thread: small ops on two busy cores wait on each other.
+    out = str(tmp_path / 'bench.json')
+    tool.main([
+        R50_1X, '--shape', *SHAPE, '--iters', '1', '--warmup', '0',
+        '--device', 'cpu', '--threads', '1', '--out', out, *args
+    ])
+    with open(out) as f:
+        return json.load(f)
+
+
+def test_assign_task(tool, tmp_path, keep_threads, capsys):
+    payload = run(tool, tmp_path, '--task', 'assign', '--num-gts', '1', '4')
+    assert payload['task'] == 'assign'
+    assert payload['settings']['threads'] == 1
+    assert payload['settings']['shape'] == [64, 96]
+    assert 'cpu' in payload['machine'] and payload['command'].startswith(
+        'python tools/analysis/benchmark.py')
+    rows = payload['result']['rows']
+    assert [(r['assigner'], r['num_gts']) for r in rows] == [
+        ('TAL', 1), ('ATSS', 1), ('TAL', 4), ('ATSS', 4)]
+    for r in rows:
+        assert r['num_priors'] == NUM_PRIORS
+        assert r['median_ms'] > 0 and r['min_ms'] <= r['max_ms']
+        assert r['peak_mib'] > 0
+        assert r['buffers'] == pytest.approx(
+            r['peak_mib'] * 2**20 / (4 * NUM_PRIORS * r['num_gts']))
+    assert 'ATSS' in capsys.readouterr().out
+
+
+def test_train_task_with_amp(tool, tmp_path, keep_threads):
+    payload = run(tool, tmp_path, '--task', 'train', '--amp', '--profile',
+                  '5', '--cfg-options', *tiny_model_options(80))
+    result = payload['result']
+    # The wrapper tools/train.py --amp uses on the CPU.
+    assert result['optim_wrapper'] == 'CPUBFloat16OptimWrapper'
+    assert result['assigner'] == 'tal'
+    assert result['batch_size'] == 2 and result['images_per_s'] > 0
+    assert result['peak_mib'] > 0
+    assert all(math.isfinite(v) for v in result['losses'].values())
+    assert result['losses']['loss_cls'] > 0
+    assert set(result['phases_ms']) == {
+        'preprocess', 'network_forward', 'targets_losses_forward',
+        'assignment', 'losses_backward', 'network_backward', 'optimizer'
+    }
+    assert 0 < result['assignment_targets_losses_share'] < 1
+    assert (result['phases_ms']['assignment'] <=
+            result['phases_ms']['targets_losses_forward'])
+    assert len(result['profile']) == 5
+    regions = {r['name'] for r in result['profile_regions']}
+    assert {'network', 'targets_losses', 'assignment'} <= regions
+
+
+def test_inference_task(tool, tmp_path, keep_threads):
+    payload = run(tool, tmp_path, '--task', 'inference', '--cfg-options',
+                  *tiny_model_options(80))
+    result = payload['result']
+    assert [b['batch_size'] for b in result['batches']] == [1, 2]
+    for b in result['batches']:
+        assert b['ms_per_image'] == pytest.approx(b['median_ms'] /
+                                                  b['batch_size'])
+        assert b['images_per_s'] > 0 and b['peak_mib'] > 0
+    assert set(result['phases_ms']) == {
+        'preprocess', 'network', 'post_processing'
+    }
+    assert 0 < result['post_processing_share'] < 1
+    assert 0 < result['saturated_post_processing_share'] < 1
+
+
+def test_bfloat16_autocast_keeps_losses_finite(keep_threads):
+    """The optimizer wrapper of --amp on the CPU: the forward really runs
+    in bfloat16, and TOOD's losses (ATSS warm-up and TAL) and gradients
+    stay finite."""
+    register_all_modules()
+    cfg = Config.fromfile(R50_1X)
+    cfg.merge_from_dict(TINY_MODEL)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    wrapper = CPUBFloat16OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    data = detection_batch(2, (64, 96), 3, num_classes=3)
+    with wrapper.optim_context(model):
+        inputs = model.data_preprocessor(data, True)['inputs']
+        assert model.extract_feat(inputs)[0].dtype == torch.bfloat16
+    head = model.bbox_head
+    torch.set_num_threads(1)
+    for epoch in (0, head.initial_epoch):  # ATSS, then TAL
+        head.epoch = epoch
+        log_vars = model.train_step(data, wrapper)
+        assert all(math.isfinite(v.item()) for v in log_vars.values())
+        assert log_vars['loss_cls'].item() > 0
+        assert all(
+            torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_peak_memory_counts_torch_allocations():
+    def fn():
+        a = torch.ones(2**20)  # 4 MiB
+        b = torch.ones(2**21)  # 8 MiB, both alive
+        del a
+        c = torch.ones(2**20)  # back to 12 MiB
+        return float(b.sum() + c.sum())
+
+    peak = peak_memory(fn, torch.device('cpu')) / 2**20
+    assert 12 <= peak < 12.5
+
+
+def test_summarise():
+    stats = summarise([0.004, 0.001, 0.002, 0.003])
+    assert stats['median_ms'] == pytest.approx(2.5)
+    assert stats['iqr_ms'] == pytest.approx(1.5)
+    assert (stats['min_ms'], stats['max_ms']) == (pytest.approx(1),
+                                                  pytest.approx(4))
+
+
+def test_topk_by_blocks_matches_topk():
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(5, 7 * 11, generator=g)
+    values[1] = 0  # ties
+    values[2, :70] = -1
+    top, idx = _topk_by_blocks(values, 6, 7)
+    expected = values.topk(6, dim=-1).values
+    assert torch.equal(top, expected)
+    assert torch.equal(values.gather(1, idx), top)
+    assert all(len(set(row.tolist())) == 6 for row in idx)
+
+
+def test_tal_chunks_and_blocks_give_the_same_assignment(monkeypatch):
+    x = assign_inputs(23, batch_size=2, shape=(160, 224), num_classes=5)
+    x['gt_valid'][1, 15:] = False
+    x['prior_valid'][1, -40:] = False
+    args = (x['pred_scores'], x['pred_bboxes'], x['points'], x['gt_bboxes'],
+            x['gt_labels'], x['gt_valid'], x['prior_valid'], 1.0, 6.0)
+    for inside_first in (False, True):
+        assigner = TaskAlignedAssigner(inside_first=inside_first)
+        whole = assigner.assign(*args)
+        # Chunks of 3 GT rows, and a plain top-k (blocks of one prior).
+        with monkeypatch.context() as m:
+            m.setattr(task_aligned_assigner, 'CPU_CHUNK_ELEMENTS',
+                      3 * x['points'].size(0) + 1)
+            m.setattr(task_aligned_assigner, 'TOPK_BLOCK', 1)
+            chunked = assigner.assign(*args)
+        assert whole.fg_mask.sum() > 20
+        assert torch.equal(whole.gt_index, chunked.gt_index)
+        assert torch.equal(whole.metrics, chunked.metrics)
+        assert torch.equal(whole.overlaps, chunked.overlaps)
+
+
+def test_atss_chunks_give_the_same_assignment(monkeypatch):
+    x = assign_inputs(9, batch_size=2, shape=(160, 224))
+    x['gt_valid'][0, 6:] = False
+    args = (x['anchors'], x['num_level_priors'], x['gt_bboxes'],
+            x['gt_valid'], x['prior_valid'])
+    whole = ATSSAssigner().assign(*args)
+    monkeypatch.setattr(
+        atss_assigner, '_chunks',
+        lambda rows, length, device: [(s, min(2, rows - s))
+                                      for s in range(0, rows, 2)])
+    chunked = ATSSAssigner().assign(*args)
+    assert whole.fg_mask.sum() > 10
+    assert torch.equal(whole.gt_index, chunked.gt_index)
+    assert torch.equal(whole.overlaps, chunked.overlaps)

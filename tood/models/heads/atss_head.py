@@ -1,0 +1,242 @@
+"""The ATSS head (Zhang et al., "Bridging the Gap Between Anchor-based and
+Anchor-free Detection via Adaptive Training Sample Selection", CVPR 2020),
+one of TOOD's baselines, with MMDetection 3's module names and losses.
+
+Shapes: B images, C_in input channels, C feature channels, K classes, H×W
+one pyramid level, N priors of all levels.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule, Scale
+from mmengine.model import BaseModule, normal_init
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from tood.registry import MODELS, TASK_UTILS
+from tood.structures import DetDataSample, centerness, delta2bbox
+
+from .head_utils import (anchor_targets, global_normaliser, levels_to_priors,
+                         predict_by_levels)
+from .priors import grid_priors, square_anchors
+from .tood_head import PRIOR_BIAS
+
+
+def conv_tower(in_channels: int, feat_channels: int, num_convs: int,
+               norm_cfg: Optional[dict]) -> nn.ModuleList:
+    """``num_convs`` × (3×3 conv, norm, ReLU): one branch of a parallel
+    head."""
+    return nn.ModuleList([
+        ConvModule(
+            in_channels if i == 0 else feat_channels,
+            feat_channels,
+            3,
+            padding=1,
+            norm_cfg=norm_cfg) for i in range(num_convs)
+    ])
+
+
+def init_tower(tower: nn.ModuleList) -> None:
+    for m in tower:
+        normal_init(m.conv, std=0.01)
+
+
+@MODELS.register_module()
+class ATSSHead(BaseModule):
+    """Parallel classification and regression towers with a centerness
+    branch on the regression tower; one square anchor per location.
+
+    Training: ATSS assignment on the anchors; sigmoid focal loss on all
+    valid priors, normalised by the number of positives; GIoU between the
+    decoded boxes and their GTs, weighted by the centerness target and
+    normalised by its sum; binary cross entropy of the centerness logit
+    towards the centerness target, normalised by the number of positives.
+    Inference: sqrt(class probability · centerness), see
+    ``predict_by_levels``.
+
+    Args:
+        num_classes: K, without background.
+        in_channels: C_in of the FPN levels.
+        feat_channels: C of the towers.
+        stacked_convs: convs per tower.
+        strides: strides of the pyramid levels.
+        anchor_scale: anchor side in strides (MMDetection's
+            ``octave_base_scale`` with one scale per octave).
+        bbox_coder_stds: stds of the DeltaXYWH coder (means 0).
+        norm_cfg: norm of the tower convs.
+        loss_cls: on logits (``activated=False``).
+        loss_bbox: on decoded boxes.
+        loss_centerness: on centerness logits.
+        train_cfg: ``assigner``.
+        test_cfg: ``nms_pre``, ``score_thr``, ``nms.iou_threshold``,
+            ``max_per_img``.
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 feat_channels: int = 256,
+                 stacked_convs: int = 4,
+                 strides: Sequence[int] = (8, 16, 32, 64, 128),
+                 anchor_scale: float = 8,
+                 bbox_coder_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+                 norm_cfg: Optional[dict] = dict(
+                     type='GN', num_groups=32, requires_grad=True),
+                 loss_cls: dict = dict(
+                     type='FocalLoss', activated=False, gamma=2.0,
+                     alpha=0.25, loss_weight=1.0),
+                 loss_bbox: dict = dict(type='GIoULoss', loss_weight=2.0),
+                 loss_centerness: dict = dict(
+                     type='CrossEntropyLoss', use_sigmoid=True,
+                     loss_weight=1.0),
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.strides = tuple(strides)
+        self.anchor_scale = anchor_scale
+        self.bbox_coder_stds = tuple(bbox_coder_stds)
+        self.train_cfg = train_cfg or {}
+        self.test_cfg = test_cfg or {}
+        # Set by SetEpochInfoHook; ATSS does not depend on it.
+        self.epoch = 0
+        if self.train_cfg:
+            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_centerness = MODELS.build(loss_centerness)
+
+        self.cls_convs = conv_tower(in_channels, feat_channels, stacked_convs,
+                                    norm_cfg)
+        self.reg_convs = conv_tower(in_channels, feat_channels, stacked_convs,
+                                    norm_cfg)
+        self.atss_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
+        self.atss_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
+        self.atss_centerness = nn.Conv2d(feat_channels, 1, 3, padding=1)
+        self.scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
+
+    def init_weights(self) -> None:
+        init_tower(self.cls_convs)
+        init_tower(self.reg_convs)
+        normal_init(self.atss_cls, std=0.01, bias=PRIOR_BIAS)
+        normal_init(self.atss_reg, std=0.01)
+        normal_init(self.atss_centerness, std=0.01)
+
+    # ------------------------------------------------------------------ #
+    # Forward
+    # ------------------------------------------------------------------ #
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
+        """Run the head on every pyramid level.
+
+        Args:
+            feats: per level (B, C_in, H, W).
+        Returns:
+            cls_scores: per level (B, K, H, W) logits.
+            bbox_preds: per level (B, 4, H, W) deltas (dx, dy, dw, dh)
+                against the level's anchors, divided by the coder's stds.
+            centernesses: per level (B, 1, H, W) logits.
+        """
+        cls_scores, bbox_preds, centernesses = [], [], []
+        for x, scale in zip(feats, self.scales):
+            cls_feat, reg_feat = x, x
+            for conv in self.cls_convs:
+                cls_feat = conv(cls_feat)
+            for conv in self.reg_convs:
+                reg_feat = conv(reg_feat)
+            cls_scores.append(self.atss_cls(cls_feat))
+            bbox_preds.append(scale(self.atss_reg(reg_feat)).float())
+            centernesses.append(self.atss_centerness(reg_feat))
+        return cls_scores, bbox_preds, centernesses
+
+    def decode(self, bbox_preds: List[Tensor]) -> List[Tensor]:
+        """Deltas -> per level (B, 4, H, W) boxes xyxy in stride units.
+
+        Decoding against the anchor in stride units equals decoding in
+        pixels and dividing by the stride: the coder is scale invariant.
+        """
+        boxes = []
+        for deltas in bbox_preds:
+            B, _, H, W = deltas.shape
+            points, _ = grid_priors([(H, W)], [1], deltas.device)
+            anchors = square_anchors(points, points.new_ones(H * W),
+                                     self.anchor_scale)
+            deltas = deltas.permute(0, 2, 3, 1).reshape(B, H * W, 4)
+            box = delta2bbox(anchors, deltas, self.bbox_coder_stds)
+            boxes.append(box.reshape(B, H, W, 4).permute(0, 3, 1, 2))
+        return boxes
+
+    # ------------------------------------------------------------------ #
+    # Training
+    # ------------------------------------------------------------------ #
+    def loss(self, feats: Sequence[Tensor],
+             data_samples: List[DetDataSample]) -> dict:
+        return self.loss_by_feat(*self(feats), data_samples)
+
+    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                     centernesses: List[Tensor],
+                     data_samples: List[DetDataSample]) -> dict:
+        """``loss_cls``, ``loss_bbox`` and ``loss_centerness`` of a batch.
+
+        Every normaliser is averaged over processes and clamped to at least
+        1, as in MMDetection.
+        """
+        featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
+        targets = anchor_targets(self.assigner, featmap_sizes, self.strides,
+                                 self.anchor_scale, self.num_classes,
+                                 data_samples, cls_scores[0].device)
+        fg, valid = targets.fg, targets.prior_valid  # (B, N)
+        logits = levels_to_priors(cls_scores)  # (B, N, K)
+        boxes = levels_to_priors(self.decode(bbox_preds))
+        boxes = boxes * targets.prior_strides[None, :, None]  # pixels
+        ctr_logits = levels_to_priors(centernesses)[..., 0]  # (B, N)
+
+        num_pos = global_normaliser(fg.sum())
+        loss_cls = self.loss_cls(
+            logits[valid], targets.labels[valid], avg_factor=num_pos)
+
+        pos_target = targets.target_boxes[fg]  # (P, 4)
+        # Positives lie strictly inside their GT: centerness is defined.
+        pos_points = targets.points.expand_as(boxes[..., :2])[fg]
+        ctr_target = centerness(pos_points, pos_target)
+        # Computed on every process, positives or not (it all-reduces).
+        bbox_norm = global_normaliser(ctr_target.sum())
+        if pos_target.numel() > 0:
+            loss_bbox = self.loss_bbox(
+                boxes[fg], pos_target, ctr_target, avg_factor=bbox_norm)
+            loss_centerness = self.loss_centerness(
+                ctr_logits[fg], ctr_target, avg_factor=num_pos)
+        else:
+            # Zeros that keep every parameter in the graph (DDP).
+            loss_bbox = sum(b.sum() for b in bbox_preds) * 0
+            loss_centerness = sum(c.sum() for c in centernesses) * 0
+        return dict(
+            loss_cls=loss_cls,
+            loss_bbox=loss_bbox,
+            loss_centerness=loss_centerness)
+
+    # ------------------------------------------------------------------ #
+    # Inference
+    # ------------------------------------------------------------------ #
+    def predict(self, feats: Sequence[Tensor],
+                data_samples: List[DetDataSample],
+                rescale: bool = True) -> List[InstanceData]:
+        return self.predict_by_feat(*self(feats),
+                                    [s.metainfo for s in data_samples],
+                                    rescale)
+
+    def predict_by_feat(self, cls_scores: List[Tensor],
+                        bbox_preds: List[Tensor], centernesses: List[Tensor],
+                        batch_img_metas: List[dict],
+                        rescale: bool = True) -> List[InstanceData]:
+        return predict_by_levels(
+            [torch.sigmoid(s.float()) for s in cls_scores],
+            self.decode(bbox_preds),
+            self.strides,
+            batch_img_metas,
+            self.test_cfg,
+            rescale,
+            score_factors=[torch.sigmoid(c.float()) for c in centernesses])

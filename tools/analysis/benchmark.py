@@ -1,0 +1,301 @@
+"""Speed and memory of a TOOD config on synthetic inputs.
+
+    python tools/analysis/benchmark.py CONFIG --task train \\
+        [--shape 512 512] [--batch-size 2] [--num-gts 8] [--profile]
+    python tools/analysis/benchmark.py CONFIG --task inference \\
+        [--checkpoint CKPT] [--shape 800 1333] [--batch-size 2]
+    python tools/analysis/benchmark.py CONFIG --task assign \\
+        [--shape 800 1333] [--num-gts 1 10 50 200 1000] [--threads 1]
+
+Common options: ``--iters`` timed repeats after ``--warmup`` runs,
+``--device`` (default: cuda when available), ``--amp`` (float16 autocast
+with a dynamic loss scale on CUDA, bfloat16 autocast on the CPU: the
+optimizer wrapper ``tools/train.py --amp`` uses), ``--threads`` (torch
+threads), ``--out`` (the JSON file; default
+``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
+
+* train: images/s of full training steps (preprocessing, forward, label
+  assignment, losses, backward, optimizer step) with task-aligned
+  assignment, peak memory, and one step split into phases: the share of
+  label assignment, target building and losses (forward and backward);
+  ``--profile`` adds the top entries of a torch.profiler run.
+* inference: images/s and ms/image of ``test_step`` at batch 1 and at
+  ``--batch-size``, peak memory, the share of post-processing (score
+  filter, top-k, NMS, rescale) at batch 1 with the model's own scores and
+  with saturated scores (every level fills ``nms_pre``).
+* assign: time and peak memory of the TaskAlignedAssigner and the
+  ATSSAssigner of the config's ``train_cfg`` for the priors of ``--shape``
+  and each ``--num-gts``.
+
+Timings report the median, the interquartile range and the extremes of the
+repeats. Peak memory is what torch allocates beyond what it held before
+the call; how it is measured on the CPU is explained in
+``tood/analysis/benchmark.py``. The weights are random unless
+``--checkpoint`` is given (speed does not depend on them, except for the
+number of detections that reach NMS).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from contextlib import nullcontext
+from typing import List, Tuple
+
+import torch
+from mmengine.config import DictAction
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.runner import load_checkpoint
+
+from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
+                                     benchmark_train, machine_info)
+from tood.engine import UnsafeCheckpointError, load_config, setup_amp
+from tood.registry import MODELS, TASK_UTILS
+from tood.utils import register_all_modules
+
+DEFAULT_SHAPES = dict(train=(512, 512), inference=(800, 1333),
+                      assign=(800, 1333))
+DEFAULT_NUM_GTS = dict(train=[8], inference=[0], assign=[1, 10, 50, 200,
+                                                         1000])
+DEFAULT_BATCH_SIZES = dict(train=2, inference=2, assign=1)
+DEFAULT_ITERS = dict(train=3, inference=5, assign=10)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Speed and memory of a TOOD config')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument(
+        '--checkpoint', help='weights to load (inference: realistic '
+        'numbers of detections)')
+    parser.add_argument(
+        '--task', choices=['train', 'inference', 'assign'],
+        default='inference')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        help='network input size (default: 512 512 for train, 800 1333 '
+        'otherwise)')
+    parser.add_argument(
+        '--batch-size', type=int,
+        help='images per step (default: 2 for train; inference also runs '
+        'batch 1; 1 for assign)')
+    parser.add_argument(
+        '--num-gts', type=int, nargs='+',
+        help='GT boxes per image (default: 8 for train; 1 10 50 200 1000 '
+        'for assign)')
+    parser.add_argument('--iters', type=int, help='timed repeats')
+    parser.add_argument(
+        '--warmup', type=int, default=1, help='untimed runs first')
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision: fp16 + loss scaling on CUDA, bf16 on CPU')
+    parser.add_argument(
+        '--threads', type=int,
+        help='torch CPU threads (default: 1 for assign, torch\'s default '
+        'otherwise)')
+    parser.add_argument(
+        '--profile', type=int, nargs='?', const=20, default=0,
+        metavar='ROWS',
+        help='train/inference: add the top ROWS entries (default 20) of a '
+        'torch.profiler run of one step')
+    parser.add_argument('--out', help='JSON file for the results')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries')
+    return parser.parse_args(argv)
+
+
+def format_table(header: List[str], rows: List[List[object]]) -> str:
+    def cell(v):
+        return f'{v:.2f}' if isinstance(v, float) else str(v)
+
+    cells = [header] + [[cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ['  '.join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def build_model(cfg, checkpoint, device) -> torch.nn.Module:
+    """The config's model with its own initialisation (the head's priors,
+    so that scores start near 0.01 as in training), except that nothing
+    is downloaded: the backbone starts from random weights."""
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    # Keep init_weights' per-parameter report out of the table.
+    MMLogger.get_instance('benchmark', log_level='WARNING')
+    model.init_weights()
+    if checkpoint:
+        try:
+            load_checkpoint(model, checkpoint, map_location='cpu',
+                            strict=True)
+        except UnsafeCheckpointError as error:
+            sys.exit(str(error))
+    return model.to(device)
+
+
+def autocast_for(device: torch.device, amp: bool):
+    """The autocast ``tools/train.py --amp`` trains with, for inference."""
+    if not amp:
+        return nullcontext
+    dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def run_train(args, cfg, device, shape, batch_size, num_gts,
+              iters) -> Tuple[dict, str]:
+    if args.amp:
+        if device.type == 'cuda' and not torch.cuda.is_available():
+            sys.exit('--amp with --device cuda needs a CUDA device')
+        if device.type == 'cpu':
+            # setup_amp picks by torch.cuda.is_available(); the benchmark
+            # may run on the CPU of a machine that has a GPU.
+            cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
+            message = '--amp: bfloat16 autocast on the CPU'
+        else:
+            message = setup_amp(cfg)
+        print(message)
+    model = build_model(cfg, args.checkpoint, device)
+    head = model.bbox_head
+    # Steady state: task-aligned assignment (after the ATSS warm-up).
+    head.epoch = getattr(head, 'initial_epoch', 0)
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    result = benchmark_train(model, optim_wrapper, batch_size, shape,
+                             num_gts[0], args.warmup, iters, device,
+                             args.profile)
+    rows = [[
+        f'{shape[0]}x{shape[1]}', batch_size, result['optim_wrapper'],
+        result['median_ms'], result['iqr_ms'], result['images_per_s'],
+        result['peak_mib']
+    ]]
+    table = format_table([
+        'input', 'batch', 'optim wrapper', 'step ms (median)', 'IQR ms',
+        'images/s', 'peak MiB'
+    ], rows)
+    phases = result['phases_ms']
+    table += '\n\none step, by phase (median ms):\n' + format_table(
+        list(phases), [list(phases.values())])
+    table += ('\nlabel assignment + targets + losses (forward and backward):'
+              f' {100 * result["assignment_targets_losses_share"]:.1f}% '
+              'of the step')
+    table += '\nlosses: ' + ', '.join(
+        f'{k}={v:.4g}' for k, v in result['losses'].items())
+    if args.profile:
+        table += '\n\n' + result['profile_table']
+    return result, table
+
+
+def run_inference(args, cfg, device, shape, batch_size,
+                  iters) -> Tuple[dict, str]:
+    model = build_model(cfg, args.checkpoint, device)
+    batch_sizes = sorted({1, batch_size})
+    result = benchmark_inference(model, batch_sizes, shape, args.warmup,
+                                 iters, device, autocast_for(device, args.amp),
+                                 args.profile)
+    rows = [[
+        f'{shape[0]}x{shape[1]}', r['batch_size'], r['median_ms'],
+        r['iqr_ms'], r['ms_per_image'], r['images_per_s'], r['peak_mib']
+    ] for r in result['batches']]
+    table = format_table([
+        'input', 'batch', 'step ms (median)', 'IQR ms', 'ms/image',
+        'images/s', 'peak MiB'
+    ], rows)
+    if 'phases_ms' in result:
+        phases = result['phases_ms']
+        table += '\n\nbatch 1, by phase (median ms):\n' + format_table(
+            list(phases), [list(phases.values())])
+        table += (
+            f'\npost-processing: {100 * result["post_processing_share"]:.2f}'
+            '% of inference; with saturated scores '
+            f'{result["saturated_post_processing_ms"]:.1f} ms = '
+            f'{100 * result["saturated_post_processing_share"]:.2f}%')
+    if args.profile:
+        table += '\n\n' + result['profile_table']
+    return result, table
+
+
+def run_assign(args, cfg, device, shape, batch_size, num_gts,
+               iters) -> Tuple[dict, str]:
+    if args.amp:
+        print('--amp: assigners always compute in float32; ignored.')
+    train_cfg = cfg.model.train_cfg
+    head_cfg = cfg.model.bbox_head
+    assigners = {
+        'TAL': TASK_UTILS.build(train_cfg.assigner),
+        'ATSS': TASK_UTILS.build(train_cfg.initial_assigner),
+    }
+    rows = benchmark_assign(
+        assigners, num_gts, shape, batch_size, head_cfg.num_classes,
+        head_cfg.get('strides', (8, 16, 32, 64, 128)),
+        head_cfg.get('anchor_scale', 8), train_cfg.get('alpha', 1),
+        train_cfg.get('beta', 6), args.warmup, iters, device)
+    table = format_table([
+        'assigner', 'GTs', 'priors', 'batch', 'median ms', 'IQR ms',
+        'min ms', 'peak MiB', 'N×G buffers', 'positives'
+    ], [[
+        r['assigner'], r['num_gts'], r['num_priors'], r['batch_size'],
+        r['median_ms'], r['iqr_ms'], r['min_ms'], r['peak_mib'],
+        r['buffers'], r['positives']
+    ] for r in rows])
+    return dict(shape=list(shape), rows=rows), table
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    task = args.task
+    shape = tuple(args.shape or DEFAULT_SHAPES[task])
+    batch_size = args.batch_size or DEFAULT_BATCH_SIZES[task]
+    num_gts = args.num_gts or DEFAULT_NUM_GTS[task]
+    iters = args.iters or DEFAULT_ITERS[task]
+    threads = args.threads or (1 if task == 'assign' else None)
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(args.device)
+
+    register_all_modules()
+    cfg = load_config(args.config, args.cfg_options)
+    config_name = osp.splitext(osp.basename(args.config))[0]
+    out = args.out or osp.join('work_dirs', 'benchmark',
+                               f'{config_name}_{task}.json')
+    machine = machine_info(device)
+
+    if task == 'train':
+        result, table = run_train(args, cfg, device, shape, batch_size,
+                                  num_gts, iters)
+    elif task == 'inference':
+        result, table = run_inference(args, cfg, device, shape, batch_size,
+                                      iters)
+    else:
+        result, table = run_assign(args, cfg, device, shape, batch_size,
+                                   num_gts, iters)
+    # The load may change during a long run; keep both ends.
+    machine['load_average_end'] = machine_info(device).get('load_average')
+    print(table)
+
+    payload = dict(
+        task=task,
+        config=args.config,
+        checkpoint=args.checkpoint,
+        command=' '.join(['python', 'tools/analysis/benchmark.py'] +
+                         (sys.argv[1:] if argv is None else list(argv))),
+        settings=dict(
+            shape=list(shape),
+            batch_size=batch_size,
+            num_gts=num_gts,
+            iters=iters,
+            warmup=args.warmup,
+            amp=args.amp,
+            threads=torch.get_num_threads()),
+        machine=machine,
+        result=result)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(payload, f, indent=2)
+    print(f'results written to {out}')
+
+
+if __name__ == '__main__':
+    main()
