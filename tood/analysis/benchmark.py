@@ -103,10 +103,10 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
     with profile(activities=[ProfilerActivity.CPU],
                  profile_memory=True) as prof:
         fn()
-    changes = sorted((e.start_ns(), e.nbytes())
-                     for e in prof.profiler.kineto_results.events()
-                     if e.name() == '[memory]' and e.device_type().name ==
-                     'CPU')
+    changes = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == '[memory]' and e.device_type().name == 'CPU')
     held = peak = 0
     for _, nbytes in changes:
         held += nbytes
@@ -142,8 +142,8 @@ def machine_info(device: torch.device) -> Dict[str, object]:
 # ---------------------------------------------------------------------- #
 # Synthetic inputs
 # ---------------------------------------------------------------------- #
-def padded_shape(shape: Tuple[int, int], divisor: int = 32) -> Tuple[int,
-                                                                      int]:
+def padded_shape(shape: Tuple[int, int],
+                 divisor: int = 32) -> Tuple[int, int]:
     return (math.ceil(shape[0] / divisor) * divisor,
             math.ceil(shape[1] / divisor) * divisor)
 
@@ -459,9 +459,14 @@ def benchmark_train(model: nn.Module,
                     profile_rows: int = 0) -> dict:
     """Images per second of full training steps, the step's peak memory,
     the split of a step into phases and, with ``profile_rows``, the top
-    entries of a profile of one step."""
+    entries of a profile of one step. The optimizer's lr is set to 0."""
     head = model.bbox_head
     model.train()
+    # The optimizer does all its work, but with lr 0 the weights stay as
+    # given: otherwise a few steps at full lr from random weights drive
+    # the scores to 0, and later steps assign no positives at all.
+    for group in optim_wrapper.optimizer.param_groups:
+        group['lr'] = 0.0
     data = detection_batch(batch_size, shape, num_gts, head.num_classes)
     losses = {}
 

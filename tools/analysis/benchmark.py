@@ -126,7 +126,8 @@ def build_model(cfg, checkpoint, device) -> torch.nn.Module:
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     # Keep init_weights' per-parameter report out of the table.
-    MMLogger.get_instance('benchmark', log_level='WARNING')
+    if not MMLogger.check_instance_created('benchmark'):
+        MMLogger.get_instance('benchmark', log_level='WARNING')
     model.init_weights()
     if checkpoint:
         try:

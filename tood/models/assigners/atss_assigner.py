@@ -1,6 +1,8 @@
 """Adaptive Training Sample Selection (Zhang et al., CVPR 2020).
 
-TOOD uses it on the anchor boxes for its warm-up epochs.
+TOOD uses it on the anchor boxes for its warm-up epochs. The candidate
+search runs image by image over cache-sized chunks of GTs, so its memory
+does not grow with GTs x priors.
 """
 from typing import List, Tuple
 

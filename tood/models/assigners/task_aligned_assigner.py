@@ -2,10 +2,11 @@
 
 The only dense work is the alignment metric t of every (GT, prior) pair and
 its top-k per GT. It runs image by image over chunks of GT rows sized so
-that the three chunk buffers stay in a core's cache (a few MiB in all,
-whatever the number of GTs); everything after the top-k works on the
-(B, G, k) candidates. On one CPU thread this is about 4x faster than whole
-(B, G, N) passes at 200 GTs and 10x at 1,000.
+that the three chunk buffers (1 MiB each on the CPU) stay in a core's
+cache; everything after the top-k works on the (B, G, k) candidates. So
+memory grows with the priors times the classes present, not times the GTs,
+and on one CPU thread this is about 5x faster than whole (B, G, N) passes
+at 200 GTs and 10x at 1,000 (tools/analysis/benchmark.py --task assign).
 """
 from typing import Tuple
 
@@ -77,7 +78,8 @@ def _pow_(x: Tensor, exponent: float, tmp: Tensor) -> Tensor:
     return x.pow_(exponent)
 
 
-def _topk_by_blocks(values: Tensor, k: int, block: int) -> Tuple[Tensor, Tensor]:
+def _topk_by_blocks(values: Tensor, k: int,
+                    block: int) -> Tuple[Tensor, Tensor]:
     """Row-wise top-k of (R, M·block) values: (R, k) values and indices.
 
     The k largest values of a row all lie in the k blocks with the largest
@@ -173,8 +175,9 @@ class TaskAlignedAssigner:
             slots = gt_valid[b].nonzero().squeeze(1)
             if slots.numel() > 0:
                 cand_metric[b, slots], cand_idx[b, slots] = self._top_metric(
-                    pred_scores[b], pred_bboxes[b], points, gt_bboxes[b, slots],
-                    gt_labels[b, slots], prior_valid[b], k, alpha, beta)
+                    pred_scores[b], pred_bboxes[b], points,
+                    gt_bboxes[b, slots], gt_labels[b, slots], prior_valid[b],
+                    k, alpha, beta)
 
         gt_boxes = gt_bboxes[:, :, None, :]
         cand_boxes = pred_bboxes.gather(
@@ -259,7 +262,8 @@ class TaskAlignedAssigner:
         class_scores = scores.t().index_select(0, classes)  # (U, N)
         if alpha != 1:
             class_scores.pow_(alpha)
-        invalid = ~prior_valid
+        # Priors on the batch padding must never be candidates.
+        invalid = None if bool(prior_valid.all()) else ~prior_valid
 
         values, indices = [], []
         for start in range(0, G, rows):
@@ -279,8 +283,8 @@ class TaskAlignedAssigner:
             _pow_(t, beta, w1)
             t.mul_(torch.index_select(
                 class_scores, 0, class_of_gt[start:end], out=w1))
-            # Priors on the batch padding must never be candidates.
-            t.masked_fill_(invalid, -1.0)
+            if invalid is not None:
+                t.masked_fill_(invalid, -1.0)
             if self.inside_first:
                 t.masked_fill_(
                     ~points_inside_boxes(points, gt_bboxes[start:end, None]),
