@@ -117,6 +117,7 @@ def main(argv=None) -> None:
     except ValueError as error:
         sys.exit(str(error))
     runner = None
+    is_main_process = None  # set once the test loop has finished
     try:
         runner = Runner.from_cfg(cfg)
         if cpu_ddp:
@@ -129,12 +130,14 @@ def main(argv=None) -> None:
         exit_if_user_error(error, cfg, runner)
         raise
     finally:
-        shutdown_distributed()
+        runner = None  # frees the DDP wrapper and the process group it holds
+        shutdown_distributed(wait=is_main_process is not None)
 
     if args.out is not None and args.out.endswith('.json') and \
             is_main_process:
         os.replace(osp.splitext(args.out)[0] + '.bbox.json', args.out)
         print(f'COCO-format detections written to {args.out}')
+
 
 if __name__ == '__main__':
     main()

@@ -110,18 +110,21 @@ def main(argv=None) -> None:
     except ValueError as error:
         sys.exit(str(error))
     runner = None
+    finished = False
     try:
         runner = Runner.from_cfg(cfg)
         for message in filter(None, messages):
             runner.logger.info(message)
         runner.train()
+        finished = True
     except Exception as error:
         # A config, data or checkpoint problem ends with a message naming
         # the key, file or iteration; anything else keeps its traceback.
         exit_if_user_error(error, cfg, runner)
         raise
     finally:
-        shutdown_distributed()
+        runner = None  # frees the DDP wrapper and the process group it holds
+        shutdown_distributed(wait=finished)
 
 
 if __name__ == '__main__':

@@ -399,6 +399,11 @@ def train_step_phases(model: nn.Module, data: dict,
     return times
 
 
+# Profiler regions named by ``labelled_regions``.
+REGION_LABELS = ('network', 'targets_losses', 'assignment',
+                 'post_processing')
+
+
 def profile_table(fn: Callable[[], object], device: torch.device,
                   row_limit: int) -> Tuple[str, List[dict], List[dict]]:
     """torch.profiler over one call: the table of the ops with the most
@@ -428,10 +433,6 @@ def profile_table(fn: Callable[[], object], device: torch.device,
         for e in averages if e.key in REGION_LABELS
     ]
     return table, entries, regions
-
-
-REGION_LABELS = ('network', 'targets_losses', 'assignment',
-                 'post_processing')
 
 
 @contextmanager

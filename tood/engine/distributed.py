@@ -13,6 +13,7 @@ mmengine 0.10.7 assumes a GPU per process in two places:
 :class:`CPUDistributedDataParallel`, which drops the device ids.
 """
 import datetime
+import gc
 from typing import Optional
 
 import torch
@@ -71,13 +72,26 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> Optional[str]:
             f"over gloo, the model wrapped in {wrapper_cfg['type']}.")
 
 
-def shutdown_distributed() -> None:
-    """Destroy the process group, if any, before the interpreter exits.
+def shutdown_distributed(wait: bool = True) -> None:
+    """Wait for every process, then destroy the process group, if any.
 
     Left to the interpreter's teardown, gloo's threads can be destroyed
     while still joinable, and a process that finished its work aborts with
     "terminate called without an active exception" (SIGABRT), failing the
-    whole torchrun job.
+    whole torchrun job. The caller drops its runner first: the DDP wrapper
+    holds the group, which is only freed with it.
+
+    Args:
+        wait: meet the other processes at a barrier first; pass False after
+            an error, when they may never arrive.
     """
-    if torch_dist.is_available() and torch_dist.is_initialized():
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    gc.collect()
+    try:
+        if wait:
+            # No process may close its connections while another still
+            # talks.
+            torch_dist.barrier()
+    finally:
         torch_dist.destroy_process_group()
