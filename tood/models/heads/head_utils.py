@@ -12,9 +12,25 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from tood.registry import TASK_UTILS
 from tood.structures import DetDataSample
 
 from .priors import grid_priors, square_anchors, valid_prior_mask
+
+
+def setup_task_aligned_training(head, train_cfg: dict) -> None:
+    """Give ``head`` what ``TOODHead.loss_by_feat`` reads from train_cfg.
+
+    ATSS warm-up for ``initial_epoch`` epochs with ``initial_assigner``,
+    then ``assigner`` (TAL) with exponents ``alpha`` and ``beta``;
+    ``hard_labels`` is the soft-vs-hard target ablation.
+    """
+    head.initial_epoch = train_cfg.get('initial_epoch', 4)
+    head.initial_assigner = TASK_UTILS.build(train_cfg['initial_assigner'])
+    head.assigner = TASK_UTILS.build(train_cfg['assigner'])
+    head.alpha = train_cfg.get('alpha', 1)
+    head.beta = train_cfg.get('beta', 6)
+    head.hard_labels = train_cfg.get('hard_labels', False)
 
 
 def levels_to_priors(maps: Sequence[Tensor]) -> Tensor:

@@ -13,10 +13,11 @@ from mmcv.cnn import Scale
 from mmengine.model import BaseModule, normal_init
 from torch import Tensor
 
-from tood.registry import MODELS, TASK_UTILS
+from tood.registry import MODELS
 from tood.structures import delta2bbox, distance2bbox
 
 from .atss_head import conv_tower, init_tower
+from .head_utils import setup_task_aligned_training
 from .priors import grid_priors, square_anchors
 from .tood_head import PRIOR_BIAS, TOODHead
 
@@ -91,13 +92,7 @@ class ParallelHead(BaseModule):
         # The attributes TOODHead.loss_by_feat reads, with its defaults.
         self.epoch = 0
         if self.train_cfg:
-            self.initial_epoch = self.train_cfg.get('initial_epoch', 4)
-            self.initial_assigner = TASK_UTILS.build(
-                self.train_cfg['initial_assigner'])
-            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
-            self.alpha = self.train_cfg.get('alpha', 1)
-            self.beta = self.train_cfg.get('beta', 6)
-            self.hard_labels = self.train_cfg.get('hard_labels', False)
+            setup_task_aligned_training(self, self.train_cfg)
         self.initial_loss_cls = MODELS.build(initial_loss_cls)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)

@@ -18,12 +18,12 @@ from torch import Tensor
 from torchvision.ops import deform_conv2d
 
 from tood.models.layers.dcn import ModulatedDeformConv2d
-from tood.registry import MODELS, TASK_UTILS
+from tood.registry import MODELS
 from tood.structures import DetDataSample, centerness, delta2bbox, distance2bbox
 
 from .head_utils import (batch_prior_valid, global_normaliser,
                          levels_to_priors, pad_gt_instances,
-                         predict_by_levels)
+                         predict_by_levels, setup_task_aligned_training)
 from .priors import grid_priors, square_anchors
 
 # Initial classification bias: a prior probability of 0.01 (focal-loss init).
@@ -189,13 +189,7 @@ class TOODHead(BaseModule):
         self.epoch = 0
 
         if self.train_cfg:
-            self.initial_epoch = self.train_cfg.get('initial_epoch', 4)
-            self.initial_assigner = TASK_UTILS.build(
-                self.train_cfg['initial_assigner'])
-            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
-            self.alpha = self.train_cfg.get('alpha', 1)
-            self.beta = self.train_cfg.get('beta', 6)
-            self.hard_labels = self.train_cfg.get('hard_labels', False)
+            setup_task_aligned_training(self, self.train_cfg)
         self.initial_loss_cls = MODELS.build(initial_loss_cls)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
