@@ -60,7 +60,6 @@ model = dict(
         beta=6),
     test_cfg=dict(
         nms_pre=1000,
-        min_bbox_size=0,
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100))
