@@ -33,7 +33,7 @@ import os
 import platform
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from mmengine.optim import OptimWrapper

@@ -8,12 +8,13 @@ from .config import (dataset_missing_message, load_config,
                      unknown_cfg_keys)
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           shutdown_distributed)
-from .hooks import DetVisualizationHook, SetEpochInfoHook, TestProgressBarHook
-from .hooks import TrainingReportHook
+from .hooks import (DetVisualizationHook, SetEpochInfoHook,
+                    TestProgressBarHook, TrainingReportHook)
 
 __all__ = [
     'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
     'DetVisualizationHook', 'SetEpochInfoHook', 'TestProgressBarHook',
+    'TrainingReportHook',
     'UnsafeCheckpointError', 'dataset_missing_message', 'load_config',
     'load_from_local',
     'merge_cfg_options', 'missing_dataset_files', 'register_safe_globals',

@@ -9,7 +9,6 @@ import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
-import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log

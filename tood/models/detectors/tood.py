@@ -1,5 +1,5 @@
 """The TOOD detector: backbone -> FPN -> T-Head."""
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from mmengine.model import BaseModel
