@@ -19,10 +19,10 @@ from tood.utils import register_all_modules
 CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs')
 ABLATIONS = osp.join(CONFIGS, 'tood', 'ablations')
 TOOD_1X = osp.join(CONFIGS, 'tood', 'tood_r50_fpn_1x_coco.py')
-SHAPES = osp.join(CONFIGS, 'tood', 'tood_r18_fpn_6e_shapes.py')
+SHAPES = osp.join(CONFIGS, 'tood', 'tood_r18_fpn_9e_shapes.py')
 BASELINES = [
     'atss/atss_r50_fpn_1x_coco.py', 'gfl/gfl_r50_fpn_1x_coco.py',
-    'atss/atss_r18_fpn_6e_shapes.py', 'gfl/gfl_r18_fpn_6e_shapes.py'
+    'atss/atss_r18_fpn_9e_shapes.py', 'gfl/gfl_r18_fpn_9e_shapes.py'
 ]
 RUNNABLE = sorted(
     osp.relpath(p, CONFIGS)
@@ -194,3 +194,60 @@ def test_ablation_names_say_what_changes():
                 assert re.search(re.escape(token) + r'[-_]',
                                  osp.basename(config)), (config, token)
     assert base.model.train_cfg.assigner.topk == 13
+
+
+SWEEP = osp.join(CONFIGS, '..', 'tools', 'analysis', 'shapes_ablations.sh')
+
+
+def sweep_rows(epochs=3):
+    """(name, config path, options) of each run of the shapes sweep."""
+    with open(SWEEP) as f:
+        script = f.read()
+    paths = {
+        '$MAIN': SHAPES,
+        '$PARALLEL': osp.join(ABLATIONS,
+                              'tood_r18_fpn_parallel-head_9e_shapes.py')
+    }
+    block = script.split('\nRUNS="', 1)[1].split('"', 1)[0]
+    rows = []
+    for line in block.strip().splitlines():
+        name, config, change = line.split('|')
+        rows.append((name, paths[config],
+                     change.replace('$EPOCHS', str(epochs))))
+    return rows
+
+
+def test_shapes_sweep_runs_every_ablation():
+    sweep = [(config, parse_options(change) if change else {})
+             for _, config, change in sweep_rows(epochs=3)]
+    for config, options in readme_rows():
+        if options.endswith('_shapes.py'):
+            assert (osp.join(ABLATIONS, options), {}) in sweep, options
+            continue
+        expected = parse_options(options)
+        if expected == {'model.train_cfg.initial_epoch': 12}:
+            # ATSS for the whole (short) schedule.
+            expected = {'model.train_cfg.initial_epoch': 3}
+        # The sweep leaves out values equal to the shapes run's defaults.
+        shapes = Config.fromfile(SHAPES)
+        expected = {
+            k: v
+            for k, v in expected.items()
+            if shapes.model.train_cfg.get(k.split('.')[-1]) != v
+        }
+        assert (SHAPES, expected) in sweep, (config, expected)
+
+
+@pytest.mark.parametrize('row', sweep_rows(), ids=lambda r: r[0])
+def test_shapes_sweep_options_name_existing_keys(row):
+    from tood.engine.config import unknown_cfg_keys
+    _, config, change = row
+    with open(SWEEP) as f:
+        short = f.read().split('\nSHORT="', 1)[1].split('"', 1)[0]
+    options = parse_options(
+        short.replace('\\\n', '').replace('$EPOCHS', '3') + ' ' + change)
+    cfg = Config.fromfile(config)
+    assert unknown_cfg_keys(cfg, options) == []
+    cfg.merge_from_dict(options)
+    assert cfg.train_cfg.max_epochs == 3
+    assert cfg.param_scheduler[1].end == 3

@@ -14,6 +14,7 @@ from mmengine.registry import MODEL_WRAPPERS
 from tood.engine import (CPUBFloat16OptimWrapper, SetEpochInfoHook,
                          merge_cfg_options, missing_dataset_files, setup_amp,
                          setup_cpu_distributed, unknown_cfg_keys)
+from tood.engine import amp
 from tood.utils import register_all_modules
 
 CONFIG = osp.join(
@@ -78,9 +79,10 @@ def test_missing_dataset_files_lists_what_the_config_points_at(tmp_path):
     assert missing_dataset_files(cfg, ['train']) == []
 
 
-def test_amp_on_cpu_autocasts_to_bfloat16():
+def test_amp_on_cpu_autocasts_to_bfloat16(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip('the CPU path is taken only without CUDA')
+    monkeypatch.setattr(amp, 'cpu_has_native_bfloat16', lambda: True)
     cfg = Config.fromfile(CONFIG)
     assert 'bfloat16' in setup_amp(cfg)
     assert cfg.optim_wrapper.type == 'CPUBFloat16OptimWrapper'
@@ -162,3 +164,24 @@ def test_slurm_without_cuda_is_refused():
         pytest.skip('the CPU path is taken only without CUDA')
     with pytest.raises(ValueError, match='--launcher pytorch'):
         setup_cpu_distributed(Config(dict()), 'slurm')
+
+
+def test_bfloat16_wrapper_trains_in_float32_without_native_bfloat16(
+        monkeypatch):
+    # Emulated bfloat16 is slower than float32, so such CPUs keep float32.
+    monkeypatch.setattr(amp, 'cpu_has_native_bfloat16', lambda: False)
+    model = nn.Linear(4, 2)
+    wrapper = CPUBFloat16OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.1))
+    with wrapper.optim_context(model):
+        assert model(torch.ones(3, 4)).dtype == torch.float32
+
+
+def test_amp_on_cuda_replaces_the_cpu_bfloat16_wrapper(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg = Config(dict(optim_wrapper=dict(type='CPUBFloat16OptimWrapper')))
+    assert 'float16 autocast' in setup_amp(cfg)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(optim_wrapper=dict(type='CPUBFloat16OptimWrapper')))
+    assert 'already uses' in setup_amp(cfg)

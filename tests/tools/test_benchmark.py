@@ -12,6 +12,7 @@ from tool_helpers import R50_1X, REPO, tiny_model_options
 
 from tood.analysis.benchmark import (assign_inputs, detection_batch,
                                      peak_memory, summarise)
+from tood.engine import amp
 from tood.engine.amp import CPUBFloat16OptimWrapper
 from tood.models.assigners import atss_assigner, task_aligned_assigner
 from tood.models.assigners.atss_assigner import ATSSAssigner
@@ -125,10 +126,11 @@ def test_inference_task(tool, tmp_path, keep_threads):
     assert 0 < result['saturated_post_processing_share'] < 1
 
 
-def test_bfloat16_autocast_keeps_losses_finite(keep_threads):
+def test_bfloat16_autocast_keeps_losses_finite(keep_threads, monkeypatch):
     """The optimizer wrapper of --amp on the CPU: the forward really runs
     in bfloat16, and TOOD's losses (ATSS warm-up and TAL) and gradients
     stay finite."""
+    monkeypatch.setattr(amp, 'cpu_has_native_bfloat16', lambda: True)
     register_all_modules()
     cfg = Config.fromfile(R50_1X)
     cfg.merge_from_dict(TINY_MODEL)

@@ -55,9 +55,12 @@ model = dict(
         # Epochs 0-3 assign with ATSS, later ones with task alignment.
         initial_epoch=4,
         initial_assigner=dict(type='ATSSAssigner', topk=9),
-        assigner=dict(type='TaskAlignedAssigner', topk=13),
+        # inside_first=True: the inside-object test before the top-k
+        assigner=dict(type='TaskAlignedAssigner', topk=13, inside_first=False),
         alpha=1,
-        beta=6),
+        beta=6,
+        # True: positives trained towards 1 instead of t-hat (eq. 11)
+        hard_labels=False),
     test_cfg=dict(
         nms_pre=1000,
         score_thr=0.05,

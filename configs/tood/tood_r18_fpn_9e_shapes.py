@@ -1,5 +1,5 @@
 # The main job: a small TOOD trained from scratch on the built-in shapes
-# dataset, sized for a 2-core CPU (about 15 minutes, see the README).
+# dataset, sized for a 2-core CPU (about 13 minutes, see the README).
 # It inherits the COCO recipe and changes only what the size requires.
 _base_ = [
     '../_base_/models/tood_r50_fpn.py',
@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
 ]
 
-max_epochs = 6
+max_epochs = 9
 dataset_type = 'ShapesDataset'
 data_root = 'data/shapes/'
 # Written there on first use: 2000 train and 200 val images of 256x256.
@@ -32,8 +32,8 @@ model = dict(
         feat_channels=64,
         strides=(8, 16, 32, 64),
         norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
-    # The paper warms up with ATSS for 4 of 12 epochs; a 6-epoch run from
-    # scratch keeps one.
+    # The paper warms up with ATSS for 4 of 12 epochs; a 9-epoch run from
+    # scratch needs only one.
     train_cfg=dict(initial_epoch=1))
 
 # The images are already small: no resize.
@@ -80,9 +80,12 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
 # From scratch with batch 8, AdamW converges far faster than the paper's SGD.
+# bfloat16 autocast trains 1.5x faster on CPUs with AVX-512 BF16 or AMX
+# (others keep float32); on a GPU it does nothing: use --amp there.
 optim_wrapper = dict(
+    type='CPUBFloat16OptimWrapper',
     optimizer=dict(_delete_=True, type='AdamW', lr=0.002, weight_decay=0.05))
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+train_cfg = dict(max_epochs=max_epochs, val_interval=3)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
          end=100),
@@ -98,9 +101,13 @@ auto_scale_lr = dict(base_batch_size=8)
 
 default_hooks = dict(
     logger=dict(interval=25),
-    checkpoint=dict(interval=2, max_keep_ckpts=2))
+    checkpoint=dict(interval=3, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='SetEpochInfoHook'),
     # curves.png and pred_*.png under work_dir/report/
     dict(type='TrainingReportHook', num_images=8)
 ]
+
+# A fixed seed, so the README's numbers can be reproduced; the spread over
+# seeds is measured in docs/ablations.md.
+randomness = dict(seed=0)
