@@ -54,7 +54,8 @@ def test_r50_1x_matches_the_paper_setup():
     assert cfg.model.bbox_head.anchor_type == 'anchor_free'
     assert cfg.model.train_cfg.initial_epoch == 4
     assert cfg.model.train_cfg.assigner == dict(
-        type='TaskAlignedAssigner', topk=13)
+        type='TaskAlignedAssigner', topk=13, inside_first=False)
+    assert cfg.model.train_cfg.hard_labels is False
     assert cfg.model.test_cfg.nms.iou_threshold == 0.6
     assert dict(type='SetEpochInfoHook') in cfg.custom_hooks
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)

@@ -56,7 +56,8 @@ model = dict(
         initial_epoch=4,
         initial_assigner=dict(type='ATSSAssigner', topk=9),
         # inside_first=True: the inside-object test before the top-k
-        assigner=dict(type='TaskAlignedAssigner', topk=13, inside_first=False),
+        assigner=dict(
+            type='TaskAlignedAssigner', topk=13, inside_first=False),
         alpha=1,
         beta=6,
         # True: positives trained towards 1 instead of t-hat (eq. 11)
