@@ -31,6 +31,11 @@ model = dict(
         in_channels=64,
         feat_channels=64,
         strides=(8, 16, 32, 64),
+        # The paper's T-Head is anchor-free (Table 3: 42.5 vs 42.4 AP on
+        # COCO). Trained from scratch for 9 epochs, the anchor-based head
+        # learns faster: each box starts as its 8-stride anchor rather than
+        # a point, and val mAP ends at 0.533 instead of 0.486 (README).
+        anchor_type='anchor_based',
         norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
     # The paper warms up with ATSS for 4 of 12 epochs; a 9-epoch run from
     # scratch needs only one.
