@@ -79,6 +79,41 @@ def test_data_preprocessor_pads_and_records_shapes():
     assert (out[0, :, 80:, :] == 0).all()  # padding value 0
 
 
+def test_channels_last_changes_memory_order_not_results():
+    torch.manual_seed(0)
+    nchw = MODELS.build(tiny_tood('anchor_based'))
+    nchw.init_weights()
+    nhwc = MODELS.build(dict(tiny_tood('anchor_based'), channels_last=True))
+    nhwc.init_weights()
+    nhwc.load_state_dict(nchw.state_dict())
+    # The backbone and neck stay NHWC through init and loading; the head
+    # keeps NCHW weights and gets NCHW maps.
+    cl = torch.channels_last
+    assert nhwc.backbone.conv1.weight.is_contiguous(memory_format=cl)
+    assert nhwc.neck.fpn_convs[0].conv.weight.is_contiguous(memory_format=cl)
+    assert not nchw.backbone.conv1.weight.is_contiguous(memory_format=cl)
+    assert nhwc.bbox_head.tood_cls.weight.is_contiguous()
+    torch.manual_seed(1)
+    data = batch()
+    inputs = nhwc.data_preprocessor(data, True)['inputs']
+    seen = []
+    nhwc.bbox_head.register_forward_pre_hook(
+        lambda module, args: seen.extend(args[0]))
+    nhwc(inputs, mode='tensor')
+    assert len(seen) == 5 and all(f.is_contiguous() for f in seen)
+    for model in (nchw, nhwc):
+        model.bbox_head.epoch = 1
+    ref = nchw(**nchw.data_preprocessor(data, True), mode='loss')
+    out = nhwc(**nhwc.data_preprocessor(data, True), mode='loss')
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-4, atol=1e-5)
+    ref['loss_bbox'].backward()
+    out['loss_bbox'].backward()
+    torch.testing.assert_close(nhwc.backbone.conv1.weight.grad,
+                               nchw.backbone.conv1.weight.grad,
+                               rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize('anchor_type', ['anchor_free', 'anchor_based'])
 def test_forward_modes(anchor_type):
     model = MODELS.build(tiny_tood(anchor_type))

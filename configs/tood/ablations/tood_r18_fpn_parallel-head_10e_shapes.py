@@ -1,7 +1,7 @@
 # tood_r50_fpn_parallel-head_1x_coco.py on the built-in shapes dataset: the
-# shapes run (../tood_r18_fpn_9e_shapes.py) with the parallel head sized like
-# its T-Head.
-_base_ = '../tood_r18_fpn_9e_shapes.py'
+# shapes run (../tood_r18_fpn_10e_shapes.py) with the parallel head sized like
+# its T-Head, anchor-based like it.
+_base_ = '../tood_r18_fpn_10e_shapes.py'
 
 model = dict(
     bbox_head=dict(
@@ -11,7 +11,7 @@ model = dict(
         in_channels=64,
         feat_channels=64,
         stacked_convs=4,
-        anchor_type='anchor_free',
+        anchor_type='anchor_based',
         strides=(8, 16, 32, 64),
         anchor_scale=8,
         norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)))
