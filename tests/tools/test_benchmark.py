@@ -110,6 +110,46 @@ def test_train_task_with_amp(tool, tmp_path, keep_threads):
     assert {'network', 'targets_losses', 'assignment'} <= regions
 
 
+def test_train_compare_times_variants_in_turns(tool, tmp_path, keep_threads,
+                                               monkeypatch):
+    from tood.analysis import benchmark
+    calls = []
+    time_in_turns = benchmark.time_in_turns
+
+    def record(fns, warmup, iters, device):
+        calls.append(list(fns))
+        return time_in_turns(fns, warmup, iters, device)
+
+    monkeypatch.setattr(benchmark, 'time_in_turns', record)
+    payload = run(tool, tmp_path, '--task', 'train', '--compare',
+                  'optim_wrapper.type=OptimWrapper model.channels_last=True',
+                  'model.bbox_head.stacked_convs=1', '--cfg-options',
+                  *tiny_model_options(80))
+    variants = payload['result']['variants']
+    names = ['the config',
+             'optim_wrapper.type=OptimWrapper model.channels_last=True',
+             'model.bbox_head.stacked_convs=1']
+    assert list(variants) == names and calls == [names]
+    assert variants['the config']['speed_up'] == 1.0
+    for v in variants.values():
+        assert v['repeats'] == 1 and v['images_per_s'] > 0
+        assert v['speed_up'] == pytest.approx(
+            variants['the config']['median_ms'] / v['median_ms'])
+    assert variants[names[1]]['optim_wrapper'] == 'OptimWrapper'
+    with pytest.raises(SystemExit, match='--task train'):
+        run(tool, tmp_path, '--task', 'inference', '--compare', 'a=1')
+
+
+def test_time_in_turns_alternates():
+    from tood.analysis.benchmark import time_in_turns
+    order = []
+    timings = time_in_turns(
+        {name: (lambda n=name: order.append(n)) for name in 'ab'},
+        warmup=1, iters=3, device=torch.device('cpu'))
+    assert order == ['a', 'b'] + ['a', 'b'] * 3
+    assert timings['a']['repeats'] == timings['b']['repeats'] == 3
+
+
 def test_inference_task(tool, tmp_path, keep_threads):
     payload = run(tool, tmp_path, '--task', 'inference', '--cfg-options',
                   *tiny_model_options(80))

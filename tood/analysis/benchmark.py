@@ -9,7 +9,8 @@ settings:
   losses, backward, optimizer step) with the config's optimizer wrapper,
   mixed precision included; plus a split of one step into network forward,
   label assignment and losses, their backward, the network's backward and
-  the optimizer step;
+  the optimizer step; ``compare_train`` times variants of a config in
+  turns and gives their speed-ups;
 * ``benchmark_inference``: ``test_step`` at batch 1 and larger batches,
   and the post-processing (score filter, top-k, NMS, rescale) alone;
 * ``benchmark_assign``: one assigner on the priors of one input size and a
@@ -88,6 +89,26 @@ def time_calls(fn: Callable[[], object], warmup: int, iters: int,
         synchronize(device)
         seconds.append(time.perf_counter() - start)
     return summarise(seconds)
+
+
+def time_in_turns(fns: Dict[str, Callable[[], object]], warmup: int,
+                  iters: int,
+                  device: torch.device) -> Dict[str, Dict[str, float]]:
+    """``time_calls`` for several functions run in turns (each round runs
+    every function once), so that a change of machine load during the run
+    slows them alike and their ratio stays fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    synchronize(device)
+    seconds: Dict[str, List[float]] = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: summarise(s) for name, s in seconds.items()}
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
@@ -506,6 +527,38 @@ def benchmark_train(model: nn.Module,
         result.update(
             profile=entries, profile_regions=regions, profile_table=table)
     return result
+
+
+def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
+                  batch_size: int, shape: Tuple[int, int], num_gts: int,
+                  warmup: int, iters: int,
+                  device: torch.device) -> Dict[str, dict]:
+    """Full training steps of several (model, optimizer wrapper) variants of
+    one config on the same batch, timed in turns (``time_in_turns``). Each
+    result has the timing summary, images/s and ``speed_up``: the first
+    variant's median step time over this one's. lr is set to 0 as in
+    ``benchmark_train``."""
+    data = None
+    steps = {}
+    for name, (model, optim_wrapper) in variants.items():
+        model.train()
+        for group in optim_wrapper.optimizer.param_groups:
+            group['lr'] = 0.0
+        if data is None:
+            data = detection_batch(batch_size, shape, num_gts,
+                                   model.bbox_head.num_classes)
+        steps[name] = (lambda m=model, o=optim_wrapper: check_finite(
+            m.train_step(data, o)))
+    timings = time_in_turns(steps, warmup, iters, device)
+    first = next(iter(timings.values()))['median_ms']
+    return {
+        name: dict(
+            t,
+            optim_wrapper=type(variants[name][1]).__name__,
+            images_per_s=batch_size / t['median_ms'] * 1e3,
+            speed_up=first / t['median_ms'])
+        for name, t in timings.items()
+    }
 
 
 # ---------------------------------------------------------------------- #

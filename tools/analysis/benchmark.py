@@ -18,7 +18,10 @@ threads), ``--out`` (the JSON file; default
   assignment, losses, backward, optimizer step) with task-aligned
   assignment, peak memory, and one step split into phases: the share of
   label assignment, target building and losses (forward and backward);
-  ``--profile`` adds the top entries of a torch.profiler run.
+  ``--profile`` adds the top entries of a torch.profiler run. With
+  ``--compare 'K=V ...' ['K=V ...' ...]`` it times instead the config and
+  each of these ``--cfg-options`` variants of it, in turns, and prints the
+  speed-up of each over the config.
 * inference: images/s and ms/image of ``test_step`` at batch 1 and at
   ``--batch-size``, peak memory, the share of post-processing (score
   filter, top-k, NMS, rescale) at batch 1 with the model's own scores and
@@ -49,7 +52,8 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import load_checkpoint
 
 from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
-                                     benchmark_train, machine_info)
+                                     benchmark_train, compare_train,
+                                     machine_info)
 from tood.engine import UnsafeCheckpointError, load_config, setup_amp
 from tood.registry import MODELS, TASK_UTILS
 from tood.utils import register_all_modules
@@ -101,6 +105,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar='ROWS',
         help='train/inference: add the top ROWS entries (default 20) of a '
         'torch.profiler run of one step')
+    parser.add_argument(
+        '--compare', nargs='+', metavar='OPTIONS',
+        help="train: time the config and these variants of it in turns, "
+        "each a quoted set of --cfg-options, e.g. "
+        "'optim_wrapper.type=OptimWrapper'")
     parser.add_argument('--out', help='JSON file for the results')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -189,6 +198,44 @@ def run_train(args, cfg, device, shape, batch_size, num_gts,
     return result, table
 
 
+def parse_options(text: str) -> dict:
+    """One ``--compare`` entry, parsed as ``--cfg-options`` are."""
+    parser = argparse.ArgumentParser(prog='--compare')
+    parser.add_argument('--options', nargs='+', action=DictAction)
+    return parser.parse_args(['--options', *text.split()]).options
+
+
+def run_compare(args, device, shape, batch_size, num_gts,
+                iters) -> Tuple[dict, str]:
+    variants = {}
+    for name in ['the config'] + args.compare:
+        options = dict(args.cfg_options or {})
+        if name != 'the config':
+            options.update(parse_options(name))
+        cfg = load_config(args.config, options)
+        if args.amp and device.type == 'cpu':
+            cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
+        elif args.amp:
+            setup_amp(cfg)
+        model = build_model(cfg, args.checkpoint, device)
+        head = model.bbox_head
+        head.epoch = getattr(head, 'initial_epoch', 0)
+        variants[name] = (model, build_optim_wrapper(model,
+                                                     cfg.optim_wrapper))
+    result = compare_train(variants, batch_size, shape, num_gts[0],
+                           args.warmup, iters, device)
+    table = format_table([
+        'variant', 'optim wrapper', 'step ms (median)', 'IQR ms',
+        'images/s', 'speed-up'
+    ], [[
+        name, r['optim_wrapper'], r['median_ms'], r['iqr_ms'],
+        r['images_per_s'], r['speed_up']
+    ] for name, r in result.items()])
+    return dict(variants=result), (
+        f'{iters} rounds, each running every variant once '
+        f'({shape[0]}x{shape[1]}, batch {batch_size}):\n' + table)
+
+
 def run_inference(args, cfg, device, shape, batch_size,
                   iters) -> Tuple[dict, str]:
     model = build_model(cfg, args.checkpoint, device)
@@ -263,7 +310,12 @@ def main(argv=None) -> None:
                                f'{config_name}_{task}.json')
     machine = machine_info(device)
 
-    if task == 'train':
+    if args.compare and task != 'train':
+        sys.exit('--compare is for --task train')
+    if args.compare:
+        result, table = run_compare(args, device, shape, batch_size,
+                                    num_gts, iters)
+    elif task == 'train':
         result, table = run_train(args, cfg, device, shape, batch_size,
                                   num_gts, iters)
     elif task == 'inference':
