@@ -19,10 +19,10 @@ from tood.utils import register_all_modules
 CONFIGS = osp.join(osp.dirname(__file__), '..', 'configs')
 ABLATIONS = osp.join(CONFIGS, 'tood', 'ablations')
 TOOD_1X = osp.join(CONFIGS, 'tood', 'tood_r50_fpn_1x_coco.py')
-SHAPES = osp.join(CONFIGS, 'tood', 'tood_r18_fpn_9e_shapes.py')
+SHAPES = osp.join(CONFIGS, 'tood', 'tood_r18_fpn_10e_shapes.py')
 BASELINES = [
     'atss/atss_r50_fpn_1x_coco.py', 'gfl/gfl_r50_fpn_1x_coco.py',
-    'atss/atss_r18_fpn_9e_shapes.py', 'gfl/gfl_r18_fpn_9e_shapes.py'
+    'atss/atss_r18_fpn_10e_shapes.py', 'gfl/gfl_r18_fpn_10e_shapes.py'
 ]
 RUNNABLE = sorted(
     osp.relpath(p, CONFIGS)
@@ -207,7 +207,7 @@ def sweep_rows(epochs=3):
     paths = {
         '$MAIN': SHAPES,
         '$PARALLEL': osp.join(ABLATIONS,
-                              'tood_r18_fpn_parallel-head_9e_shapes.py')
+                              'tood_r18_fpn_parallel-head_10e_shapes.py')
     }
     block = script.split('\nRUNS="', 1)[1].split('"', 1)[0]
     rows = []

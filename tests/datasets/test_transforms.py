@@ -154,3 +154,61 @@ def test_pack_det_inputs_keeps_channel_order_and_handles_no_annotations():
 
     with pytest.raises(ValueError, match='color'):
         PackDetInputs()(dict(img=img[..., 0]))
+
+
+def _crop_input():
+    img = np.arange(64 * 80 * 3, dtype=np.uint8).reshape(64, 80, 3)
+    return dict(
+        img=img,
+        img_shape=(64, 80),
+        gt_bboxes=np.array([[0, 0, 10, 10], [20, 10, 60, 50], [70, 50, 80, 64]],
+                           np.float32),
+        gt_bboxes_labels=np.array([0, 1, 2]),
+        gt_ignore_flags=np.array([False, True, False]))
+
+
+def test_random_crop_shifts_clips_and_drops_boxes():
+    crop = TRANSFORMS.build(dict(type='RandomCrop', crop_size=(32, 48)))
+    crop._offset = lambda h, w: (8, 16)  # y, x
+    data = _crop_input()
+    out = crop(dict(data))
+    np.testing.assert_array_equal(out['img'], data['img'][8:40, 16:64])
+    assert out['img_shape'] == (32, 48)
+    # box 0 lies left of the window; box 1 is clipped at the bottom; box 2
+    # lies right of it.
+    np.testing.assert_array_equal(out['gt_bboxes'], [[4, 2, 44, 32]])
+    np.testing.assert_array_equal(out['gt_bboxes_labels'], [1])
+    np.testing.assert_array_equal(out['gt_ignore_flags'], [True])
+
+
+def test_random_crop_offsets_are_uniform_and_inside():
+    crop = TRANSFORMS.build(dict(type='RandomCrop', crop_size=(32, 48)))
+    np.random.seed(0)
+    offsets = {crop._offset(64, 80) for _ in range(2000)}
+    assert {y for y, _ in offsets} == set(range(33))
+    assert {x for _, x in offsets} == set(range(33))
+    # A side shorter than the window is kept whole.
+    out = crop(dict(img=np.zeros((20, 100, 3), np.uint8), img_shape=(20, 100)))
+    assert out['img'].shape == (20, 48, 3) and out['img_shape'] == (20, 48)
+
+
+def test_random_crop_without_boxes_left():
+    data = _crop_input()
+    data['gt_bboxes'] = data['gt_bboxes'][:1]
+    data['gt_bboxes_labels'] = data['gt_bboxes_labels'][:1]
+    data['gt_ignore_flags'] = data['gt_ignore_flags'][:1]
+    strict = TRANSFORMS.build(dict(type='RandomCrop', crop_size=(32, 32)))
+    strict._offset = lambda h, w: (30, 40)
+    # None makes the dataset draw another image.
+    assert strict(dict(data)) is None
+    lenient = TRANSFORMS.build(
+        dict(type='RandomCrop', crop_size=(32, 32), allow_negative_crop=True))
+    lenient._offset = lambda h, w: (30, 40)
+    out = lenient(dict(data))
+    assert out['gt_bboxes'].shape == (0, 4)
+    assert len(out['gt_bboxes_labels']) == len(out['gt_ignore_flags']) == 0
+    # An image without boxes stays valid.
+    empty = dict(data, gt_bboxes=np.zeros((0, 4), np.float32),
+                 gt_bboxes_labels=np.zeros(0, np.int64),
+                 gt_ignore_flags=np.zeros(0, bool))
+    assert strict(empty) is not None

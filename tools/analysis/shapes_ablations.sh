@@ -5,7 +5,7 @@
 #   bash tools/analysis/shapes_ablations.sh [WORK_ROOT] [EPOCHS]
 #
 # WORK_ROOT defaults to work_dirs/shapes_ablations and EPOCHS to 3: each run
-# is the main job (configs/tood/tood_r18_fpn_9e_shapes.py) with its cosine
+# is the main job (configs/tood/tood_r18_fpn_10e_shapes.py) with its cosine
 # schedule shortened to EPOCHS and one change from configs/tood/ablations/.
 # Like the paper's ablations, every run starts from the anchor-free T-Head
 # (the main job itself is anchor-based, which learns faster from scratch):
@@ -19,8 +19,8 @@ set -euo pipefail
 ROOT=${1:-work_dirs/shapes_ablations}
 EPOCHS=${2:-3}
 JOBS=${JOBS:-1}
-MAIN=configs/tood/tood_r18_fpn_9e_shapes.py
-PARALLEL=configs/tood/ablations/tood_r18_fpn_parallel-head_9e_shapes.py
+MAIN=configs/tood/tood_r18_fpn_10e_shapes.py
+PARALLEL=configs/tood/ablations/tood_r18_fpn_parallel-head_10e_shapes.py
 SHORT="train_cfg.max_epochs=$EPOCHS train_cfg.val_interval=$EPOCHS \
 param_scheduler.1.end=$EPOCHS default_hooks.checkpoint.interval=$EPOCHS \
 model.bbox_head.anchor_type=anchor_free"

@@ -14,6 +14,7 @@ from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
 from .image_loading import ImageLoadError, LoadImageFromFile
 from .loading import LoadAnnotations
+from .random_crop import RandomCrop
 
 for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
                    RandomApply, RandomChoice):
@@ -21,6 +22,7 @@ for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
 
 __all__ = [
     'ImageLoadError', 'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
+    'RandomCrop',
     'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
     'RandomApply', 'RandomChoice'
 ]

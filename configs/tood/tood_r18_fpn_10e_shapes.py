@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/schedules/schedule_1x.py', '../_base_/default_runtime.py'
 ]
 
-max_epochs = 9
+max_epochs = 10
 dataset_type = 'ShapesDataset'
 data_root = 'data/shapes/'
 # Written there on first use: 2000 train and 200 val images of 256x256.
@@ -39,14 +39,17 @@ model = dict(
         # than as a point (docs/ablations.md).
         anchor_type='anchor_based',
         norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
-    # The paper warms up with ATSS for 4 of 12 epochs; a 9-epoch run from
+    # The paper warms up with ATSS for 4 of 12 epochs; a 10-epoch run from
     # scratch needs only one.
     train_cfg=dict(initial_epoch=1))
 
-# The images are already small: no resize.
+# The images are already small: no resize. Training on 224x224 crops
+# costs 0.77x the compute of full images, which buys the 10th epoch;
+# testing sees the whole 256x256 image.
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomCrop', crop_size=(224, 224)),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
@@ -94,7 +97,7 @@ optim_wrapper = dict(
     optimizer=dict(
         _delete_=True, type='AdamW', lr=0.002, weight_decay=0.05,
         fused=True))
-train_cfg = dict(max_epochs=max_epochs, val_interval=3)
+train_cfg = dict(max_epochs=max_epochs, val_interval=2)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
          end=100),
@@ -110,7 +113,7 @@ auto_scale_lr = dict(base_batch_size=8)
 
 default_hooks = dict(
     logger=dict(interval=25),
-    checkpoint=dict(interval=3, max_keep_ckpts=2))
+    checkpoint=dict(interval=2, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='SetEpochInfoHook'),
     # curves.png and pred_*.png under work_dir/report/

@@ -1,13 +1,13 @@
-# GFL on the built-in shapes dataset: the TOOD shapes run
-# (configs/tood/tood_r18_fpn_9e_shapes.py) with the GFL head sized like its
-# T-Head; losses and assignment as in gfl_r50_fpn_1x_coco.py (the head's
+# ATSS on the built-in shapes dataset: the TOOD shapes run
+# (configs/tood/tood_r18_fpn_10e_shapes.py) with the ATSS head sized like its
+# T-Head; losses and assignment as in atss_r50_fpn_1x_coco.py (the head's
 # defaults).
-_base_ = '../tood/tood_r18_fpn_9e_shapes.py'
+_base_ = '../tood/tood_r18_fpn_10e_shapes.py'
 
 model = dict(
     bbox_head=dict(
         _delete_=True,
-        type='GFLHead',
+        type='ATSSHead',
         num_classes=8,
         in_channels=64,
         feat_channels=64,
