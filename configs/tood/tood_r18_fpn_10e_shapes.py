@@ -94,7 +94,7 @@ optim_wrapper = dict(
     optimizer=dict(
         _delete_=True, type='AdamW', lr=0.002, weight_decay=0.05,
         fused=True))
-train_cfg = dict(max_epochs=max_epochs, val_interval=2)
+train_cfg = dict(max_epochs=max_epochs, val_interval=5)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
          end=100),
@@ -110,7 +110,7 @@ auto_scale_lr = dict(base_batch_size=8)
 
 default_hooks = dict(
     logger=dict(interval=25),
-    checkpoint=dict(interval=2, max_keep_ckpts=2))
+    checkpoint=dict(interval=5, max_keep_ckpts=2))
 custom_hooks = [
     dict(type='SetEpochInfoHook'),
     # curves.png and pred_*.png under work_dir/report/

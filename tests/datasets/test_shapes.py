@@ -27,7 +27,7 @@ def tree_bytes(root: Path) -> dict:
 @pytest.fixture(scope='module')
 def small_set(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('shapes') / 'a'
-    generate_shapes(str(root), seed=0, **SMALL)
+    generate_shapes(str(root), seed=0, processes=1, **SMALL)
     return root
 
 
@@ -43,7 +43,8 @@ def tight_box(mask: np.ndarray) -> list:
 
 def test_generation_is_deterministic(small_set, tmp_path):
     again = tmp_path / 'b'
-    generate_shapes(str(again), seed=0, **SMALL)
+    # Drawn in two worker processes: the same bytes as in one.
+    generate_shapes(str(again), seed=0, processes=2, **SMALL)
     first, second = tree_bytes(small_set), tree_bytes(again)
     assert len(first) == 8 + 4 + 2
     assert first == second

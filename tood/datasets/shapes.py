@@ -43,6 +43,7 @@ import argparse
 import fcntl
 import json
 import logging
+import multiprocessing
 import os
 import os.path as osp
 import shutil
@@ -487,13 +488,32 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 # Writing the set
 
 
+def _write_image(job: Tuple[str, str, int, int, int, int]) -> list:
+    """Draw image ``index`` of ``split``, write its PNG and return its
+    objects as (label, bbox, area) tuples; one task of the process pool."""
+    root, split, index, img_size, seed, max_objects = job
+    sample = render_image(
+        image_rng(seed, split, index), img_size, img_size, max_objects)
+    # Compression level 1: lossless like any level, and fastest.
+    cv2.imwrite(
+        osp.join(root, split, f'{index:06d}.png'), sample.image,
+        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    return [(int(label), [int(v) for v in bbox], int(area))
+            for label, bbox, area in zip(sample.labels, sample.bboxes,
+                                         sample.areas)]
+
+
 def generate_shapes(root: str,
                     num_train: int = NUM_TRAIN,
                     num_val: int = NUM_VAL,
                     img_size: int = IMG_SIZE,
                     seed: int = 0,
-                    max_objects: int = MAX_OBJECTS) -> None:
-    """Write the dataset under ``root``.
+                    max_objects: int = MAX_OBJECTS,
+                    processes: Optional[int] = None) -> None:
+    """Write the dataset under ``root``, drawing the images in
+    ``processes`` worker processes (default: one per CPU core; 1 draws in
+    this process). Every image has its own random stream, so the files do
+    not depend on the number of processes.
 
     Layout::
 
@@ -517,42 +537,45 @@ def generate_shapes(root: str,
         img_size=img_size,
         seed=seed,
         max_objects=max_objects)
-    for split, num in (('train', num_train), ('val', num_val)):
-        os.makedirs(osp.join(root, split), exist_ok=True)
-        images, annotations = [], []
-        for index in range(num):
-            sample = render_image(
-                image_rng(seed, split, index), img_size, img_size,
-                max_objects)
-            file_name = f'{index:06d}.png'
-            # Compression level 1: lossless like any level, and fastest.
-            cv2.imwrite(
-                osp.join(root, split, file_name), sample.image,
-                [cv2.IMWRITE_PNG_COMPRESSION, 1])
-            images.append(
-                dict(
-                    id=index + 1,
-                    file_name=file_name,
-                    width=img_size,
-                    height=img_size))
-            for label, bbox, area in zip(sample.labels, sample.bboxes,
-                                         sample.areas):
-                annotations.append(
+    processes = processes or os.cpu_count() or 1
+    pool = multiprocessing.Pool(processes) if processes > 1 else None
+    try:
+        for split, num in (('train', num_train), ('val', num_val)):
+            os.makedirs(osp.join(root, split), exist_ok=True)
+            jobs = [(root, split, index, img_size, seed, max_objects)
+                    for index in range(num)]
+            objects = (pool.imap(_write_image, jobs, chunksize=16)
+                       if pool else map(_write_image, jobs))
+            images, annotations = [], []
+            for index, image_objects in enumerate(objects):
+                images.append(
                     dict(
-                        id=len(annotations) + 1,
-                        image_id=index + 1,
-                        category_id=int(label) + 1,
-                        bbox=[int(v) for v in bbox],
-                        area=int(area),
-                        iscrowd=0))
-        with open(osp.join(root, 'annotations', f'instances_{split}.json'),
-                  'w') as f:
-            json.dump(
-                dict(
-                    info=info,
-                    images=images,
-                    annotations=annotations,
-                    categories=categories), f)
+                        id=index + 1,
+                        file_name=f'{index:06d}.png',
+                        width=img_size,
+                        height=img_size))
+                for label, bbox, area in image_objects:
+                    annotations.append(
+                        dict(
+                            id=len(annotations) + 1,
+                            image_id=index + 1,
+                            category_id=label + 1,
+                            bbox=bbox,
+                            area=area,
+                            iscrowd=0))
+            with open(
+                    osp.join(root, 'annotations',
+                             f'instances_{split}.json'), 'w') as f:
+                json.dump(
+                    dict(
+                        info=info,
+                        images=images,
+                        annotations=annotations,
+                        categories=categories), f)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
 
 
 def prepare_shapes(root: str, **kwargs) -> None:
