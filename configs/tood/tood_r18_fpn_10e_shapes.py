@@ -1,5 +1,5 @@
 # The main job: a small TOOD trained from scratch on the built-in shapes
-# dataset, sized for a 2-core CPU (about 13 minutes, see the README).
+# dataset, sized for a 2-core CPU (about 15 minutes, see the README).
 # It inherits the COCO recipe and changes only what the size requires.
 _base_ = [
     '../_base_/models/tood_r50_fpn.py',
@@ -14,7 +14,7 @@ data_root = 'data/shapes/'
 shapes = dict(num_train=2000, num_val=200, img_size=256, seed=0)
 
 model = dict(
-    # NHWC backbone and neck: oneDNN trains them about 1.15x faster.
+    # NHWC backbone and neck: a training step is 1.1x faster (README).
     channels_last=True,
     # ResNet-18 at half width, from scratch: no ImageNet weights, so no
     # frozen stages and BN statistics are learned.
