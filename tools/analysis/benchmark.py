@@ -48,7 +48,7 @@ from typing import List, Tuple
 import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
-from mmengine.optim import build_optim_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.runner import load_checkpoint
 
 from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
@@ -155,8 +155,12 @@ def autocast_for(device: torch.device, amp: bool):
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def run_train(args, cfg, device, shape, batch_size, num_gts,
-              iters) -> Tuple[dict, str]:
+def build_for_training(args, cfg,
+                       device) -> Tuple[torch.nn.Module, OptimWrapper]:
+    """The model and optimizer wrapper of one training benchmark: the
+    config's, or with ``--amp`` the wrapper ``tools/train.py --amp`` uses;
+    the head set to its steady state, task-aligned assignment after the
+    ATSS warm-up."""
     if args.amp:
         if device.type == 'cuda' and not torch.cuda.is_available():
             sys.exit('--amp with --device cuda needs a CUDA device')
@@ -164,15 +168,18 @@ def run_train(args, cfg, device, shape, batch_size, num_gts,
             # setup_amp picks by torch.cuda.is_available(); the benchmark
             # may run on the CPU of a machine that has a GPU.
             cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
-            message = '--amp: bfloat16 autocast on the CPU'
+            print('--amp: bfloat16 autocast on the CPU')
         else:
-            message = setup_amp(cfg)
-        print(message)
+            print(setup_amp(cfg))
     model = build_model(cfg, args.checkpoint, device)
     head = model.bbox_head
-    # Steady state: task-aligned assignment (after the ATSS warm-up).
     head.epoch = getattr(head, 'initial_epoch', 0)
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def run_train(args, cfg, device, shape, batch_size, num_gts,
+              iters) -> Tuple[dict, str]:
+    model, optim_wrapper = build_for_training(args, cfg, device)
     result = benchmark_train(model, optim_wrapper, batch_size, shape,
                              num_gts[0], args.warmup, iters, device,
                              args.profile)
@@ -212,16 +219,8 @@ def run_compare(args, device, shape, batch_size, num_gts,
         options = dict(args.cfg_options or {})
         if name != 'the config':
             options.update(parse_options(name))
-        cfg = load_config(args.config, options)
-        if args.amp and device.type == 'cpu':
-            cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
-        elif args.amp:
-            setup_amp(cfg)
-        model = build_model(cfg, args.checkpoint, device)
-        head = model.bbox_head
-        head.epoch = getattr(head, 'initial_epoch', 0)
-        variants[name] = (model, build_optim_wrapper(model,
-                                                     cfg.optim_wrapper))
+        variants[name] = build_for_training(
+            args, load_config(args.config, options), device)
     result = compare_train(variants, batch_size, shape, num_gts[0],
                            args.warmup, iters, device)
     table = format_table([

@@ -8,6 +8,8 @@ model = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         pad_size_divisor=32),
+    # True: backbone and neck in NHWC memory order (faster on the CPU).
+    channels_last=False,
     backbone=dict(
         type='ResNet',
         depth=50,

@@ -55,7 +55,7 @@ class RandomCrop(BaseTransform):
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        if (not keep.any() and len(keep) and not self.allow_negative_crop):
+        if len(keep) and not keep.any() and not self.allow_negative_crop:
             return None
         results['gt_bboxes'] = boxes[keep]
         for key in ('gt_bboxes_labels', 'gt_ignore_flags'):
