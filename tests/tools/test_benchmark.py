@@ -37,6 +37,8 @@ TINY_MODEL = {
 }
 # Priors of a 64x96 input at strides 8..128: 8x12 + 4x6 + 2x3 + 1x2 + 1x1.
 NUM_PRIORS = 129
+SHAPES_MAIN_JOB = osp.join(REPO, 'configs', 'tood',
+                          'tood_r18_fpn_10e_shapes.py')
 
 
 @pytest.fixture(scope='module')
@@ -138,6 +140,46 @@ def test_train_compare_times_variants_in_turns(tool, tmp_path, keep_threads,
     assert variants[names[1]]['optim_wrapper'] == 'OptimWrapper'
     with pytest.raises(SystemExit, match='--task train'):
         run(tool, tmp_path, '--task', 'inference', '--compare', 'a=1')
+    with pytest.raises(SystemExit, match='--real-data is for --compare'):
+        run(tool, tmp_path, '--task', 'train', '--real-data')
+
+
+def test_compare_on_real_data_draws_each_variant_from_its_loader(
+        tool, tmp_path, keep_threads, monkeypatch):
+    from tood.analysis import benchmark
+    drawn = []
+    cycle = benchmark.cycle
+
+    def record(loader):
+        for batch in cycle(loader):
+            drawn.append(loader.num_workers)
+            yield batch
+
+    monkeypatch.setattr(benchmark, 'cycle', record)
+    out = str(tmp_path / 'bench.json')
+    root = str(tmp_path / 'shapes') + '/'
+    tool.main([
+        SHAPES_MAIN_JOB, '--task', 'train', '--iters', '2', '--warmup', '1',
+        '--device', 'cpu', '--threads', '1', '--out', out, '--real-data',
+        '3', '--compare', 'train_dataloader.num_workers=1 '
+        'train_dataloader.persistent_workers=True', '--cfg-options',
+        f'train_dataloader.dataset.data_root={root}',
+        'train_dataloader.dataset.num_train=6',
+        'train_dataloader.dataset.num_val=2',
+        'train_dataloader.dataset.img_size=64', 'train_dataloader.batch_size=2'
+    ])
+    with open(out) as f:
+        result = json.load(f)['result']
+    assert result['steps_per_turn'] == 3
+    variants = result['variants']
+    assert list(variants) == [
+        'the config', 'train_dataloader.num_workers=1 '
+        'train_dataloader.persistent_workers=True']
+    for v in variants.values():
+        assert v['repeats'] == 2 and v['images_per_s'] > 0
+    # (1 warm-up + 2 timed) turns of 3 steps each, one batch per step, from
+    # the config's loader (no workers) and the variant's (one worker).
+    assert sorted(drawn) == [0] * 9 + [1] * 9
 
 
 def test_time_in_turns_alternates():

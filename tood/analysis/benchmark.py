@@ -34,7 +34,8 @@ import os
 import platform
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 import torch
 from mmengine.optim import OptimWrapper
@@ -529,27 +530,56 @@ def benchmark_train(model: nn.Module,
     return result
 
 
+def cycle(loader: Iterable) -> Iterator:
+    """The batches of ``loader`` without end, epoch after epoch."""
+    while True:
+        yield from loader
+
+
 def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
                   batch_size: int, shape: Tuple[int, int], num_gts: int,
-                  warmup: int, iters: int,
-                  device: torch.device) -> Dict[str, dict]:
+                  warmup: int, iters: int, device: torch.device,
+                  loaders: Optional[Dict[str, Iterable]] = None,
+                  steps_per_turn: int = 1) -> Dict[str, dict]:
     """Full training steps of several (model, optimizer wrapper) variants of
-    one config on the same batch, timed in turns (``time_in_turns``). Each
-    result has the timing summary, images/s and ``speed_up``: the first
+    one config, timed in turns (``time_in_turns``). Each result has the
+    timing summary of one step, images/s and ``speed_up``: the first
     variant's median step time over this one's. lr is set to 0 as in
-    ``benchmark_train``."""
+    ``benchmark_train``.
+
+    Without ``loaders`` every variant trains on the same synthetic batch.
+    With them, each variant takes its batches from its own loader, so the
+    time spent loading (in the main process, or waiting for workers) is
+    part of the step. A turn is then ``steps_per_turn`` consecutive steps:
+    a worker process fills its prefetch queue while the other variants
+    run, and one step per turn would always find its batch ready.
+    """
     data = None
     steps = {}
     for name, (model, optim_wrapper) in variants.items():
         model.train()
         for group in optim_wrapper.optimizer.param_groups:
             group['lr'] = 0.0
-        if data is None:
-            data = detection_batch(batch_size, shape, num_gts,
-                                   model.bbox_head.num_classes)
-        steps[name] = (lambda m=model, o=optim_wrapper: check_finite(
-            m.train_step(data, o)))
+        if loaders is not None:
+            batches = cycle(loaders[name])
+            next_batch = (lambda b=batches: next(b))
+        else:
+            if data is None:
+                data = detection_batch(batch_size, shape, num_gts,
+                                       model.bbox_head.num_classes)
+            next_batch = (lambda: data)
+
+        def turn(m=model, o=optim_wrapper, next_batch=next_batch):
+            for _ in range(steps_per_turn):
+                check_finite(m.train_step(next_batch(), o))
+
+        steps[name] = turn
     timings = time_in_turns(steps, warmup, iters, device)
+    timings = {
+        name: {k: v / steps_per_turn if k.endswith('_ms') else v
+               for k, v in t.items()}
+        for name, t in timings.items()
+    }
     first = next(iter(timings.values()))['median_ms']
     return {
         name: dict(

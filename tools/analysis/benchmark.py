@@ -1,7 +1,9 @@
-"""Speed and memory of a TOOD config on synthetic inputs.
+"""Speed and memory of a TOOD config, on synthetic inputs unless told.
 
     python tools/analysis/benchmark.py CONFIG --task train \\
         [--shape 512 512] [--batch-size 2] [--num-gts 8] [--profile]
+    python tools/analysis/benchmark.py CONFIG --task train \\
+        --compare 'K=V ...' ['K=V ...' ...] [--real-data [STEPS]]
     python tools/analysis/benchmark.py CONFIG --task inference \\
         [--checkpoint CKPT] [--shape 800 1333] [--batch-size 2]
     python tools/analysis/benchmark.py CONFIG --task assign \\
@@ -21,7 +23,9 @@ threads), ``--out`` (the JSON file; default
   ``--profile`` adds the top entries of a torch.profiler run. With
   ``--compare 'K=V ...' ['K=V ...' ...]`` it times instead the config and
   each of these ``--cfg-options`` variants of it, in turns, and prints the
-  speed-up of each over the config.
+  speed-up of each over the config; ``--real-data`` makes each variant
+  train on its config's train_dataloader instead of a synthetic batch,
+  so that data loading and worker processes count.
 * inference: images/s and ms/image of ``test_step`` at batch 1 and at
   ``--batch-size``, peak memory, the share of post-processing (score
   filter, top-k, NMS, rescale) at batch 1 with the model's own scores and
@@ -38,6 +42,7 @@ the call; how it is measured on the CPU is explained in
 number of detections that reach NMS).
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -49,7 +54,7 @@ import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.runner import load_checkpoint
+from mmengine.runner import Runner, load_checkpoint
 
 from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
                                      benchmark_train, compare_train,
@@ -110,6 +115,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="train: time the config and these variants of it in turns, "
         "each a quoted set of --cfg-options, e.g. "
         "'optim_wrapper.type=OptimWrapper'")
+    parser.add_argument(
+        '--real-data', type=int, nargs='?', const=10, default=0,
+        metavar='STEPS',
+        help='with --compare: each variant trains on batches from its own '
+        'train_dataloader (the images, pipeline, batch size and workers of '
+        'its config) instead of a synthetic batch, STEPS (default 10) '
+        'steps per turn')
     parser.add_argument('--out', help='JSON file for the results')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -214,15 +226,23 @@ def parse_options(text: str) -> dict:
 
 def run_compare(args, device, shape, batch_size, num_gts,
                 iters) -> Tuple[dict, str]:
-    variants = {}
+    variants, loaders = {}, {}
     for name in ['the config'] + args.compare:
         options = dict(args.cfg_options or {})
         if name != 'the config':
             options.update(parse_options(name))
-        variants[name] = build_for_training(
-            args, load_config(args.config, options), device)
+        cfg = load_config(args.config, options)
+        variants[name] = build_for_training(args, cfg, device)
+        if args.real_data:
+            batch_size = cfg.train_dataloader.batch_size
+            loaders[name] = Runner.build_dataloader(
+                copy.deepcopy(cfg.train_dataloader),
+                seed=cfg.get('randomness', {}).get('seed'))
+    steps_per_turn = args.real_data or 1
     result = compare_train(variants, batch_size, shape, num_gts[0],
-                           args.warmup, iters, device)
+                           args.warmup, iters, device,
+                           loaders if args.real_data else None,
+                           steps_per_turn)
     table = format_table([
         'variant', 'optim wrapper', 'step ms (median)', 'IQR ms',
         'images/s', 'speed-up'
@@ -230,9 +250,12 @@ def run_compare(args, device, shape, batch_size, num_gts,
         name, r['optim_wrapper'], r['median_ms'], r['iqr_ms'],
         r['images_per_s'], r['speed_up']
     ] for name, r in result.items()])
-    return dict(variants=result), (
-        f'{iters} rounds, each running every variant once '
-        f'({shape[0]}x{shape[1]}, batch {batch_size}):\n' + table)
+    data = (f'batches of the train_dataloader, {steps_per_turn} steps per '
+            'turn' if args.real_data else
+            f'{shape[0]}x{shape[1]}, batch {batch_size}')
+    return dict(variants=result, steps_per_turn=steps_per_turn), (
+        f'{iters} rounds, each running every variant in turn ({data}):\n'
+        + table)
 
 
 def run_inference(args, cfg, device, shape, batch_size,
@@ -311,6 +334,8 @@ def main(argv=None) -> None:
 
     if args.compare and task != 'train':
         sys.exit('--compare is for --task train')
+    if args.real_data and not args.compare:
+        sys.exit('--real-data is for --compare')
     if args.compare:
         result, table = run_compare(args, device, shape, batch_size,
                                     num_gts, iters)

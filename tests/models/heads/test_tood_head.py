@@ -290,3 +290,21 @@ def test_hard_labels_train_positives_towards_one():
     torch.testing.assert_close(
         hard.loss_by_feat(cls_scores, bbox_preds, data),
         soft.loss_by_feat(cls_scores, bbox_preds, data))
+
+
+@pytest.mark.parametrize('size', [(5, 6), (1, 3), (2, 1)])
+def test_sampling_matches_deformable_conv(size):
+    # Eq. (6) as the 1x1 deformable conv with one group per coordinate and
+    # unit weights: values and gradients, offsets reaching past the border.
+    from torchvision.ops import deform_conv2d
+    gen = torch.Generator().manual_seed(0)
+    boxes = torch.randn(2, 4, *size, generator=gen, requires_grad=True)
+    offsets = (3 * torch.randn(2, 8, *size, generator=gen)).requires_grad_()
+    grad = torch.randn(2, 4, *size, generator=gen)
+    got = sample_box_sides(boxes, offsets)
+    got_grads = torch.autograd.grad(got, (boxes, offsets), grad)
+    want = deform_conv2d(boxes, offsets, torch.ones(4, 1, 1, 1))
+    want_grads = torch.autograd.grad(want, (boxes, offsets), grad)
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w)
