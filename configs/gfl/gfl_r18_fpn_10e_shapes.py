@@ -10,7 +10,7 @@ model = dict(
         type='GFLHead',
         num_classes=8,
         in_channels=64,
-        feat_channels=64,
+        feat_channels=48,
         strides=(8, 16, 32, 64),
         norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)),
     train_cfg=dict(

@@ -28,10 +28,12 @@ model = dict(
     # P3-P6: a P7 of 2x2 cells adds nothing on 256-pixel images.
     neck=dict(
         in_channels=[32, 64, 128, 256], out_channels=64, num_outs=4),
+    # The T-Head at 48 channels (6 interactive layers, as in the paper):
+    # a training step is 1.2x faster than at 64 (README).
     bbox_head=dict(
         num_classes=8,
         in_channels=64,
-        feat_channels=64,
+        feat_channels=48,
         strides=(8, 16, 32, 64),
         # The paper's T-Head is anchor-free (Table 3: 42.5 vs 42.4 AP on
         # COCO). Trained from scratch for a few epochs, the anchor-based
