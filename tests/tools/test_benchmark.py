@@ -38,7 +38,7 @@ TINY_MODEL = {
 # Priors of a 64x96 input at strides 8..128: 8x12 + 4x6 + 2x3 + 1x2 + 1x1.
 NUM_PRIORS = 129
 SHAPES_MAIN_JOB = osp.join(REPO, 'configs', 'tood',
-                          'tood_r18_fpn_10e_shapes.py')
+                          'tood_r18_fpn_11e_shapes.py')
 
 
 @pytest.fixture(scope='module')

@@ -19,7 +19,7 @@ from tood.models.layers.dcn import ModulatedDeformConv2d
 
 TOOLS = osp.join(REPO, 'tools', 'analysis')
 TOOD_1X = osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
-SHAPES = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_10e_shapes.py')
+SHAPES = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_11e_shapes.py')
 TINY = {
     'model.backbone.depth': 18,
     'model.backbone.stem_channels': 8,

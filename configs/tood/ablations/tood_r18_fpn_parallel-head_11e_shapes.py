@@ -1,7 +1,7 @@
 # tood_r50_fpn_parallel-head_1x_coco.py on the built-in shapes dataset: the
-# shapes run (../tood_r18_fpn_10e_shapes.py) with the parallel head sized like
+# shapes run (../tood_r18_fpn_11e_shapes.py) with the parallel head sized like
 # its T-Head, anchor-based like it.
-_base_ = '../tood_r18_fpn_10e_shapes.py'
+_base_ = '../tood_r18_fpn_11e_shapes.py'
 
 model = dict(
     bbox_head=dict(

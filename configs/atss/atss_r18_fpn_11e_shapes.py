@@ -1,8 +1,8 @@
 # ATSS on the built-in shapes dataset: the TOOD shapes run
-# (configs/tood/tood_r18_fpn_10e_shapes.py) with the ATSS head sized like its
+# (configs/tood/tood_r18_fpn_11e_shapes.py) with the ATSS head sized like its
 # T-Head; losses and assignment as in atss_r50_fpn_1x_coco.py (the head's
 # defaults).
-_base_ = '../tood/tood_r18_fpn_10e_shapes.py'
+_base_ = '../tood/tood_r18_fpn_11e_shapes.py'
 
 model = dict(
     bbox_head=dict(
