@@ -30,8 +30,8 @@ model = dict(
     neck=dict(
         in_channels=[32, 64, 128, 256], out_channels=64, num_outs=4),
     # The T-Head at 48 channels (6 interactive layers, as in the paper):
-    # a training step is 1.2x faster than at 64, which buys the 11th epoch
-    # (README).
+    # a training step is 1.1-1.2x faster than at 64, which buys the 11th
+    # epoch (README).
     bbox_head=dict(
         num_classes=8,
         in_channels=64,
@@ -63,7 +63,7 @@ test_pipeline = [
                    'scale_factor'))
 ]
 # Images load in the main process: on two cores a worker process takes CPU
-# time from the two compute threads, and a step is 1.05-1.1x slower with
+# time from the two compute threads, and a step is 1.02-1.06x slower with
 # one (README, Benchmarks).
 train_dataloader = dict(
     batch_size=8,

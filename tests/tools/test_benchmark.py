@@ -156,13 +156,15 @@ def test_compare_on_real_data_draws_each_variant_from_its_loader(
             yield batch
 
     monkeypatch.setattr(benchmark, 'cycle', record)
+    VARIANT = ('train_dataloader.num_workers=1 '
+               'train_dataloader.persistent_workers=True '
+               'train_dataloader.batch_size=1')
     out = str(tmp_path / 'bench.json')
     root = str(tmp_path / 'shapes') + '/'
     tool.main([
         SHAPES_MAIN_JOB, '--task', 'train', '--iters', '2', '--warmup', '1',
         '--device', 'cpu', '--threads', '1', '--out', out, '--real-data',
-        '3', '--compare', 'train_dataloader.num_workers=1 '
-        'train_dataloader.persistent_workers=True', '--cfg-options',
+        '3', '--compare', VARIANT, '--cfg-options',
         f'train_dataloader.dataset.data_root={root}',
         'train_dataloader.dataset.num_train=6',
         'train_dataloader.dataset.num_val=2',
@@ -172,11 +174,11 @@ def test_compare_on_real_data_draws_each_variant_from_its_loader(
         result = json.load(f)['result']
     assert result['steps_per_turn'] == 3
     variants = result['variants']
-    assert list(variants) == [
-        'the config', 'train_dataloader.num_workers=1 '
-        'train_dataloader.persistent_workers=True']
-    for v in variants.values():
-        assert v['repeats'] == 2 and v['images_per_s'] > 0
+    assert list(variants) == ['the config', VARIANT]
+    for v, batch_size in zip(variants.values(), (2, 1)):
+        assert v['repeats'] == 2
+        assert v['images_per_s'] == pytest.approx(
+            batch_size / v['median_ms'] * 1e3)
     # (1 warm-up + 2 timed) turns of 3 steps each, one batch per step, from
     # the config's loader (no workers) and the variant's (one worker).
     assert sorted(drawn) == [0] * 9 + [1] * 9

@@ -548,9 +548,9 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
     ``benchmark_train``.
 
     Without ``loaders`` every variant trains on the same synthetic batch.
-    With them, each variant takes its batches from its own loader, so the
-    time spent loading (in the main process, or waiting for workers) is
-    part of the step. A turn is then ``steps_per_turn`` consecutive steps:
+    With them, each variant takes its batches (and batch size) from its own
+    loader, so the time spent loading (in the main process, or waiting for
+    workers) is part of the step. A turn is then ``steps_per_turn`` consecutive steps:
     a worker process fills its prefetch queue while the other variants
     run, and one step per turn would always find its batch ready.
     """
@@ -585,7 +585,9 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
         name: dict(
             t,
             optim_wrapper=type(variants[name][1]).__name__,
-            images_per_s=batch_size / t['median_ms'] * 1e3,
+            images_per_s=(loaders[name].batch_sampler.batch_size
+                          if loaders is not None
+                          else batch_size) / t['median_ms'] * 1e3,
             speed_up=first / t['median_ms'])
         for name, t in timings.items()
     }

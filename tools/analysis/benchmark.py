@@ -234,7 +234,6 @@ def run_compare(args, device, shape, batch_size, num_gts,
         cfg = load_config(args.config, options)
         variants[name] = build_for_training(args, cfg, device)
         if args.real_data:
-            batch_size = cfg.train_dataloader.batch_size
             loaders[name] = Runner.build_dataloader(
                 copy.deepcopy(cfg.train_dataloader),
                 seed=cfg.get('randomness', {}).get('seed'))
@@ -250,7 +249,7 @@ def run_compare(args, device, shape, batch_size, num_gts,
         name, r['optim_wrapper'], r['median_ms'], r['iqr_ms'],
         r['images_per_s'], r['speed_up']
     ] for name, r in result.items()])
-    data = (f'batches of the train_dataloader, {steps_per_turn} steps per '
+    data = (f'batches of each train_dataloader, {steps_per_turn} steps per '
             'turn' if args.real_data else
             f'{shape[0]}x{shape[1]}, batch {batch_size}')
     return dict(variants=result, steps_per_turn=steps_per_turn), (
