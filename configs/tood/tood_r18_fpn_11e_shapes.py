@@ -65,10 +65,9 @@ test_pipeline = [
 # Images load in the main process: on two cores a worker process takes CPU
 # time from the two compute threads, and a step is 1.02-1.06x slower with
 # one (README, Benchmarks).
+loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
+    **loader,
     dataset=dict(
         _delete_=True,
         type=dataset_type,
@@ -79,9 +78,7 @@ train_dataloader = dict(
         pipeline=train_pipeline,
         **shapes))
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
+    **loader,
     dataset=dict(
         _delete_=True,
         type=dataset_type,
