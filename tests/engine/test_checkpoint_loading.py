@@ -10,7 +10,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
-from tood.engine import UnsafeCheckpointError, register_safe_globals
+from tood.engine import register_safe_globals
+from tood.errors import UnsafeCheckpointError
 from tood.engine.checkpoint import safe_globals
 
 

@@ -8,7 +8,7 @@ import pytest
 from mmengine.logging import MMLogger
 
 from tood.datasets import CocoDataset
-from tood.datasets.coco import AnnotationError
+from tood.errors import AnnotationError
 
 CATEGORIES = [dict(id=1, name='cat'), dict(id=5, name='dog')]
 

@@ -14,7 +14,8 @@ from torch._utils import ExceptionWrapper
 
 import tood.datasets.transforms.image_loading as image_loading
 from tood.datasets import CocoDataset
-from tood.datasets.transforms import ImageLoadError, LoadImageFromFile
+from tood.datasets.transforms import LoadImageFromFile
+from tood.errors import ImageLoadError
 from tood.engine.errors import explain_error
 from tood.registry import TRANSFORMS
 

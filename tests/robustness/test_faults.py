@@ -21,11 +21,11 @@ from mmengine.runner import CheckpointLoader, Runner
 from robust_helpers import REPO, tool_env
 from torch.utils.data import Dataset
 
-from tood.engine import UnsafeCheckpointError, register_safe_globals
+from tood.engine import register_safe_globals
 from tood.engine.checkpoint import atomic_write
 from tood.engine.errors import explain_error
-from tood.engine.hooks import (CheckpointHook, EpochSeedHook, LossCheckHook,
-                               NonFiniteLossError)
+from tood.engine.hooks import CheckpointHook, EpochSeedHook, LossCheckHook
+from tood.errors import NonFiniteLossError, UnsafeCheckpointError
 
 
 class ToyModel(BaseModel):

@@ -14,8 +14,8 @@ from mmengine.fileio import join_path
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
 
+from tood.errors import AnnotationError, ImageLoadError
 from tood.registry import DATASETS
-from .transforms.image_loading import ImageLoadError
 
 COCO_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
@@ -103,14 +103,6 @@ def match_classes(coco: COCO,
             logger='current',
             level=logging.WARNING)
     return classes, cat_ids
-
-
-class AnnotationError(ValueError):
-    """An annotation file that cannot be used as it is.
-
-    The message names the file and every problem found in it, each with
-    the ids of the images or annotations concerned.
-    """
 
 
 class Findings:

@@ -1,7 +1,7 @@
 """Runner-side pieces: hooks, safe checkpoint loading, CPU DDP, AMP and
 config helpers. Importing this package registers the hooks and wrappers."""
 from .amp import CPUBFloat16OptimWrapper, setup_amp
-from .checkpoint import (UnsafeCheckpointError, load_from_local,
+from .checkpoint import (load_from_local,
                          register_safe_globals)
 from .config import (dataset_missing_message, load_config,
                      merge_cfg_options, missing_dataset_files,
@@ -15,7 +15,7 @@ __all__ = [
     'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
     'DetVisualizationHook', 'SetEpochInfoHook', 'TestProgressBarHook',
     'TrainingReportHook',
-    'UnsafeCheckpointError', 'dataset_missing_message', 'load_config',
+    'dataset_missing_message', 'load_config',
     'load_from_local',
     'merge_cfg_options', 'missing_dataset_files', 'register_safe_globals',
     'setup_amp', 'setup_cpu_distributed', 'shutdown_distributed',

@@ -43,9 +43,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds objects outside the allow-list; nothing was run."""
+from tood.errors import UnsafeCheckpointError
 
 
 # The statistics HistoryBuffer registers for itself on construction.

@@ -17,9 +17,7 @@ import mmengine.registry as mmengine_registry
 from mmengine.config import Config
 from mmengine.registry import Registry
 
-
-class ConfigError(ValueError):
-    """A config that cannot work; the message names the key and why."""
+from tood.errors import USER_ERRORS, ConfigError
 
 
 # What each tool cannot run without; the val loop needs all of its three
@@ -121,16 +119,6 @@ _UNEXPECTED_ARG = re.compile(
     r"(\w+)\.__init__\(\) got an unexpected keyword argument '(\w+)'")
 
 
-def _user_error_types() -> tuple:
-    # Imported here: the datasets and hooks import this module.
-    from tood.datasets.coco import AnnotationError
-    from tood.datasets.transforms import ImageLoadError
-    from tood.engine.checkpoint import UnsafeCheckpointError
-    from tood.engine.hooks.loss_check_hook import NonFiniteLossError
-    return (AnnotationError, ImageLoadError, UnsafeCheckpointError,
-            NonFiniteLossError, ConfigError)
-
-
 def _own_message(error: BaseException) -> str:
     """The error's message without the traceback that a DataLoader worker
     puts in front of it."""
@@ -149,7 +137,7 @@ def explain_error(error: BaseException,
         error: what the runner raised.
         cfg: the config, to name where a module type is used.
     """
-    if isinstance(error, _user_error_types()):
+    if isinstance(error, USER_ERRORS):
         return _own_message(error)
     message = error.args[0] if error.args else ''
     if not isinstance(message, str):

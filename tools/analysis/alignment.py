@@ -28,7 +28,8 @@ from mmengine.runner import load_checkpoint
 
 from tood.analysis.alignment import (DEFINITIONS, analyse_dataset,
                                      markdown_table, write_json)
-from tood.engine import UnsafeCheckpointError, load_config
+from tood.engine import load_config
+from tood.errors import UnsafeCheckpointError
 from tood.registry import DATASETS, MODELS
 from tood.utils import register_all_modules
 

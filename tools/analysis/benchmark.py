@@ -59,7 +59,8 @@ from mmengine.runner import Runner, load_checkpoint
 from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
                                      benchmark_train, compare_train,
                                      machine_info)
-from tood.engine import UnsafeCheckpointError, load_config, setup_amp
+from tood.engine import load_config, setup_amp
+from tood.errors import UnsafeCheckpointError
 from tood.registry import MODELS, TASK_UTILS
 from tood.utils import register_all_modules
 

@@ -16,7 +16,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from tood.engine import UnsafeCheckpointError, load_config
+from tood.engine import load_config
+from tood.errors import UnsafeCheckpointError
 from tood.model_converters import (ConversionError, check_against_model,
                                    convert_tood_state_dict, converted_meta,
                                    detect_source, load_source_checkpoint,

@@ -16,7 +16,7 @@ import argparse
 import os.path as osp
 import sys
 
-from tood.engine import UnsafeCheckpointError
+from tood.errors import UnsafeCheckpointError
 from tood.model_converters import (ArchitectureError, backbone_state_dict,
                                    check_backbone_weights, infer_resnet_arch,
                                    load_source_checkpoint, save_converted,

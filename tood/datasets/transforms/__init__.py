@@ -12,7 +12,7 @@ from mmcv.transforms import (Pad, RandomApply, RandomChoice,
 
 from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
-from .image_loading import ImageLoadError, LoadImageFromFile
+from .image_loading import LoadImageFromFile
 from .loading import LoadAnnotations
 from .random_crop import RandomCrop
 
@@ -21,7 +21,7 @@ for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
     TRANSFORMS.register_module(module=_transform)
 
 __all__ = [
-    'ImageLoadError', 'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
+    'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
     'RandomCrop',
     'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
     'RandomApply', 'RandomChoice'

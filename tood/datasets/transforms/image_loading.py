@@ -17,12 +17,8 @@ from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine import fileio
 from PIL import Image
 
+from tood.errors import ImageLoadError
 from tood.registry import TRANSFORMS
-
-
-class ImageLoadError(OSError):
-    """An image file that cannot be used; the message starts with its
-    path and says what is wrong."""
 
 
 _JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'

@@ -1,6 +1,6 @@
 from .checkpoint_hook import CheckpointHook
 from .epoch_seed_hook import EpochSeedHook
-from .loss_check_hook import LossCheckHook, NonFiniteLossError
+from .loss_check_hook import LossCheckHook
 from .num_class_check_hook import NumClassCheckHook
 from .progress_bar_hook import TestProgressBarHook
 from .report_hook import TrainingReportHook
@@ -9,6 +9,6 @@ from .visualization_hook import DetVisualizationHook
 
 __all__ = [
     'CheckpointHook', 'DetVisualizationHook', 'EpochSeedHook',
-    'LossCheckHook', 'NonFiniteLossError', 'NumClassCheckHook',
+    'LossCheckHook', 'NumClassCheckHook',
     'SetEpochInfoHook', 'TestProgressBarHook', 'TrainingReportHook'
 ]

@@ -8,7 +8,9 @@ from mmengine.model import is_model_wrapper
 
 from tood.engine.checkpoint import atomic_write
 from tood.registry import HOOKS
-from .loss_check_hook import NonFiniteLossError, last_checkpoint_note
+from tood.errors import NonFiniteLossError
+
+from .loss_check_hook import last_checkpoint_note
 
 
 def non_finite_tensors(model: torch.nn.Module) -> list:

@@ -5,12 +5,8 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook
 
+from tood.errors import NonFiniteLossError
 from tood.registry import HOOKS
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss (or weights); the message
-    names the iteration, the loss terms and the last checkpoint."""
 
 
 def last_checkpoint_note(runner) -> str:

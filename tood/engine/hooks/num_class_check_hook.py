@@ -2,7 +2,7 @@
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from tood.engine.errors import ConfigError
+from tood.errors import ConfigError
 from tood.registry import HOOKS
 
 

@@ -1,0 +1,43 @@
+"""The errors a user can fix, at the bottom of the package so that every
+layer can raise them.
+
+Each message names what is wrong (a config key, a file, an annotation id,
+an iteration) and what to do about it; the tools print it instead of a
+traceback (``tood.engine.errors.explain_error``).
+"""
+import pickle
+
+
+class ConfigError(ValueError):
+    """A config that cannot work; the message names the key and why."""
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used as it is.
+
+    The message names the file and every problem found in it, each with
+    the ids of the images or annotations concerned.
+    """
+
+
+class ImageLoadError(OSError):
+    """An image file that cannot be used; the message starts with its
+    path and says what is wrong."""
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds objects outside the allow-list; nothing was run."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss (or weights); the message
+    names the iteration, the loss terms and the last checkpoint."""
+
+
+class ModelDownloadError(OSError):
+    """Weights named by a URL could not be fetched (no network, say); the
+    message names the file, where it was looked for and the ways on."""
+
+
+USER_ERRORS = (ConfigError, AnnotationError, ImageLoadError,
+               UnsafeCheckpointError, NonFiniteLossError, ModelDownloadError)
