@@ -41,3 +41,11 @@ class ModelDownloadError(OSError):
 
 USER_ERRORS = (ConfigError, AnnotationError, ImageLoadError,
                UnsafeCheckpointError, NonFiniteLossError, ModelDownloadError)
+
+
+def check_value(ok: bool, key: str, allowed: str, value) -> None:
+    """Raise a ConfigError saying that config ``key`` must be ``allowed``
+    unless ``ok``: bad values stop at build time, named, instead of deep
+    inside a training step."""
+    if not ok:
+        raise ConfigError(f'{key} must be {allowed}, got {value!r}')

@@ -119,7 +119,6 @@ default_hooks = dict(
     logger=dict(interval=25),
     checkpoint=dict(interval=5, max_keep_ckpts=2))
 custom_hooks = [
-    dict(type='SetEpochInfoHook'),
     # curves.png and pred_*.png under work_dir/report/
     dict(type='TrainingReportHook', num_images=8)
 ]

@@ -92,7 +92,6 @@ def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
                 logger=dict(type='LoggerHook', interval=1),
                 checkpoint=dict(type='CheckpointHook', interval=10)),
             custom_hooks=[
-                dict(type='SetEpochInfoHook'),
                 dict(type='TrainingReportHook', num_images=2, score_thr=0.0)
             ],
             visualizer=dict(

@@ -1,6 +1,5 @@
-"""Config helpers, AMP selection, CPU DDP wrapping and the epoch hook."""
+"""Config helpers, AMP selection and CPU DDP wrapping."""
 import os.path as osp
-import types
 import warnings
 
 import pytest
@@ -11,7 +10,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODEL_WRAPPERS
 
-from tood.engine import (CPUBFloat16OptimWrapper, SetEpochInfoHook,
+from tood.engine import (CPUBFloat16OptimWrapper,
                          merge_cfg_options, missing_dataset_files, setup_amp,
                          setup_cpu_distributed, unknown_cfg_keys)
 from tood.engine import amp
@@ -100,27 +99,9 @@ def test_amp_on_cpu_autocasts_to_bfloat16(monkeypatch):
     assert not torch.equal(weight, model.weight)
 
 
-class Head(nn.Module):
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 1)
-        self.epoch = None
-
-
-class Detector(nn.Module):
-
-    def __init__(self):
-        super().__init__()
-        self.bbox_head = Head()
-
-    def forward(self, x):
-        return self.bbox_head.conv(x)
-
-
-def test_set_epoch_info_hook_reaches_through_cpu_ddp(tmp_path, monkeypatch):
+def test_cpu_ddp_wrapper_builds_as_the_runner_builds_it(monkeypatch):
     """One-process gloo group: the CPU wrapper builds the way the Runner
-    builds it (with device_ids) and the hook sets the inner head's epoch."""
+    builds it (with device_ids), and drops them."""
     for key, value in dict(
             RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
             MASTER_ADDR='127.0.0.1', MASTER_PORT='29561').items():
@@ -136,27 +117,15 @@ def test_set_epoch_info_hook_reaches_through_cpu_ddp(tmp_path, monkeypatch):
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
 
-        detector = Detector()
+        model = nn.Conv2d(1, 1, 1)
         wrapper = MODEL_WRAPPERS.build(
             cfg.model_wrapper_cfg,
-            default_args=dict(module=detector, device_ids=[0]))
+            default_args=dict(module=model, device_ids=[0]))
         assert wrapper.device_ids is None
-
-        hook = SetEpochInfoHook()
-        for epoch in (0, 4):
-            hook.before_train_epoch(
-                types.SimpleNamespace(model=wrapper, epoch=epoch))
-            assert detector.bbox_head.epoch == epoch
+        assert wrapper.module is model
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()
-
-
-def test_set_epoch_info_hook_without_wrapper():
-    detector = Detector()
-    SetEpochInfoHook().before_train_epoch(
-        types.SimpleNamespace(model=detector, epoch=7))
-    assert detector.bbox_head.epoch == 7
 
 
 def test_slurm_without_cuda_is_refused():

@@ -19,16 +19,18 @@ clip before NMS, as the official TOOD code does.
 """
 import copy
 import os.path as osp
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 
 from tood.model_converters import convert_tood_state_dict
+from tood.models.task_modules import Priors
 from tood.registry import MODELS, TASK_UTILS
-from tood.structures import DetDataSample
+from tood.structures import DetDataSample, PaddedGT
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 REFERENCE = osp.join(ROOT, 'tests', 'data', 'parity',
@@ -62,8 +64,12 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor,
 
 
 def set_epoch(model: torch.nn.Module, epoch: int) -> None:
-    """What a runner's train loop tells the model at ``epoch``."""
-    model.bbox_head.epoch = epoch
+    """What a runner's train loop tells the model at ``epoch``, through
+    mmengine's message hub."""
+    hub = MessageHub.get_current_instance()
+    hub.update_info('epoch', epoch)
+    hub.update_info('iter', epoch * 100)
+    hub.update_info('max_epochs', 12)
 
 
 def build_model(item: dict) -> torch.nn.Module:
@@ -174,34 +180,35 @@ def test_detections(case):
         assert_close(ours.bboxes, theirs['bboxes'], f'boxes of image {i}')
 
 
-def one_image(case: dict):
-    """An assignment case as a batch of one image: prior points (N, 2),
-    GT boxes (1, G, 4), labels (1, G), GT and prior validity."""
-    priors = case['priors']  # (N, 4) squares of side 8 s around the points
-    points = (priors[:, :2] + priors[:, 2:]) / 2
-    gt_bboxes = case['gt_bboxes'][None]
-    gt_labels = case['gt_labels'][None]
-    gt_valid = torch.ones(gt_labels.shape, dtype=torch.bool)
-    prior_valid = torch.ones((1, priors.size(0)), dtype=torch.bool)
-    return points, gt_bboxes, gt_labels, gt_valid, prior_valid
+def one_image(case: dict) -> Tuple[Priors, PaddedGT]:
+    """An assignment case as a batch of one image."""
+    anchors = case['priors']  # (N, 4) squares of side 8 s around the points
+    points = (anchors[:, :2] + anchors[:, 2:]) / 2
+    strides = (anchors[:, 2] - anchors[:, 0]) / 8
+    # The levels' (H, W) only count their priors here.
+    sizes = tuple((1, n) for n in case['num_level_priors'])
+    priors = Priors(points, strides, anchors, sizes,
+                    torch.ones((1, anchors.size(0)), dtype=torch.bool))
+    labels = case['gt_labels'][None]
+    gt = PaddedGT(case['gt_bboxes'][None], labels,
+                  torch.ones(labels.shape, dtype=torch.bool))
+    return priors, gt
 
 
 def assign_tal(case: dict) -> dict:
-    points, gt_bboxes, gt_labels, gt_valid, prior_valid = one_image(case)
-    assigner = TASK_UTILS.build(dict(type='TaskAlignedAssigner', topk=13))
-    result = assigner.assign(case['pred_scores'][None],
-                             case['pred_bboxes'][None], points, gt_bboxes,
-                             gt_labels, gt_valid, prior_valid, 1, 6)
+    priors, gt = one_image(case)
+    assigner = TASK_UTILS.build(
+        dict(type='TaskAlignedAssigner', topk=13, alpha=1, beta=6))
+    result = assigner.assign(priors, gt, case['pred_scores'][None],
+                             case['pred_bboxes'][None])
     return dict(gt_index=result.gt_index[0], overlaps=result.overlaps[0],
                 metrics=result.metrics[0])
 
 
 def assign_atss(case: dict) -> torch.Tensor:
-    _, gt_bboxes, _, gt_valid, prior_valid = one_image(case)
+    priors, gt = one_image(case)
     assigner = TASK_UTILS.build(dict(type='ATSSAssigner', topk=9))
-    result = assigner.assign(case['priors'], case['num_level_priors'],
-                             gt_bboxes, gt_valid, prior_valid)
-    return result.gt_index[0]
+    return assigner.assign(priors, gt).gt_index[0]
 
 
 @pytest.mark.parametrize('index', range(5))

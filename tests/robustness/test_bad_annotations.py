@@ -188,7 +188,8 @@ def one_thread():
 
 
 @pytest.mark.parametrize('epoch', [0, 1], ids=['atss', 'task_aligned'])
-def test_training_step_with_no_boxes_and_with_a_thousand(epoch, one_thread):
+def test_training_step_with_no_boxes_and_with_a_thousand(epoch, one_thread,
+                                                        set_epoch):
     """A batch of an image without boxes and one with 1,000 gives finite
     losses and gradients, under both assigners."""
     import torch
@@ -203,7 +204,7 @@ def test_training_step_with_no_boxes_and_with_a_thousand(epoch, one_thread):
     register_all_modules()
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(CONFIG).model)
-    model.bbox_head.epoch = epoch  # train_cfg.initial_epoch is 1
+    set_epoch(epoch)  # train_cfg.initial_epoch is 1
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 100, (1000, 2))
     wh = rng.uniform(4, 28, (1000, 2))

@@ -40,7 +40,7 @@ from scipy import stats
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from tood.models.heads.priors import grid_priors
+from tood.models.task_modules import grid_points, levels_to_priors
 from tood.structures import points_inside_boxes
 
 DEFINITIONS = {
@@ -101,14 +101,11 @@ def flatten_outputs(cls_scores: Sequence[Tensor],
         strides: the head's strides.
     """
     sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-    points, prior_strides = grid_priors(sizes, strides, cls_scores[0].device)
-    num_classes = cls_scores[0].shape[1]
-    scores = torch.cat([
-        s[index].permute(1, 2, 0).reshape(-1, num_classes) for s in cls_scores
-    ]).float()
-    boxes = torch.cat(
-        [b[index].permute(1, 2, 0).reshape(-1, 4)
-         for b in bbox_preds]).float() * prior_strides[:, None]
+    points, prior_strides = grid_points(sizes, strides, cls_scores[0].device)
+    scores = levels_to_priors([s[index:index + 1]
+                               for s in cls_scores])[0].float()
+    boxes = levels_to_priors([b[index:index + 1] for b in bbox_preds
+                              ])[0].float() * prior_strides[:, None]
     levels = torch.cat([
         torch.full((h * w, ), i, dtype=torch.long, device=points.device)
         for i, (h, w) in enumerate(sizes)

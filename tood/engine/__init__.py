@@ -8,12 +8,12 @@ from .config import (dataset_missing_message, load_config,
                      unknown_cfg_keys)
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           shutdown_distributed)
-from .hooks import (DetVisualizationHook, SetEpochInfoHook,
-                    TestProgressBarHook, TrainingReportHook)
+from .hooks import (DetVisualizationHook, TestProgressBarHook,
+                    TrainingReportHook)
 
 __all__ = [
     'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
-    'DetVisualizationHook', 'SetEpochInfoHook', 'TestProgressBarHook',
+    'DetVisualizationHook', 'TestProgressBarHook',
     'TrainingReportHook',
     'dataset_missing_message', 'load_config',
     'load_from_local',

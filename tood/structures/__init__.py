@@ -1,8 +1,10 @@
-from .bbox import (aligned_giou, aligned_iou, box_area, centerness,
-                   delta2bbox, distance2bbox, points_inside_boxes)
+from .bbox import (box_area, box_giou, box_iou, centerness, delta2bbox,
+                   distance2bbox, points_inside_boxes, side_distances)
 from .det_data_sample import DetDataSample
+from .padded_gt import PaddedGT
 
 __all__ = [
-    'DetDataSample', 'aligned_giou', 'aligned_iou', 'box_area', 'centerness',
-    'delta2bbox', 'distance2bbox', 'points_inside_boxes'
+    'DetDataSample', 'PaddedGT', 'box_area', 'box_giou', 'box_iou',
+    'centerness', 'delta2bbox', 'distance2bbox', 'points_inside_boxes',
+    'side_distances'
 ]

@@ -1,9 +1,12 @@
-"""Box arithmetic shared by heads, assigners and losses.
+"""Box arithmetic shared by heads, assigners and losses: the one IoU family,
+the two box coders and the point-in-box tests.
 
 All boxes are ``(x1, y1, x2, y2)``; every function broadcasts over leading
-dimensions.
+dimensions, so ``box_iou(a, b)`` of two (M, 4) tensors is the IoU of
+corresponding boxes and ``box_iou(a[:, None], b[None])`` the (M, N) table.
 """
 import math
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -12,11 +15,7 @@ from torch import Tensor
 def distance2bbox(points: Tensor, distance: Tensor) -> Tensor:
     """Boxes from a point and its distances to the four sides.
 
-    Args:
-        points: (..., 2) as (x, y).
-        distance: (..., 4) as (left, top, right, bottom).
-    Returns:
-        (..., 4) boxes.
+    (..., 2) as (x, y), (..., 4) as (left, top, right, bottom) -> (..., 4).
     """
     x, y = points.unbind(-1)
     left, top, right, bottom = distance.unbind(-1)
@@ -25,14 +24,14 @@ def distance2bbox(points: Tensor, distance: Tensor) -> Tensor:
 
 def delta2bbox(anchors: Tensor,
                deltas: Tensor,
-               stds=(0.1, 0.1, 0.2, 0.2),
+               stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
                max_ratio: float = abs(math.log(16 / 1000))) -> Tensor:
     """Decode (dx, dy, dw, dh) against anchors (the DeltaXYWH coder, means 0).
 
     Args:
         anchors: (..., 4) boxes.
-        deltas: (..., 4) raw regression outputs, divided by ``stds`` in
-            training targets, so multiplied back here.
+        deltas: (..., 4) raw regression outputs; training targets are
+            divided by ``stds``, so they are multiplied back here.
     Returns:
         (..., 4) boxes.
     """
@@ -57,31 +56,55 @@ def box_area(boxes: Tensor) -> Tensor:
     return wh[..., 0] * wh[..., 1]
 
 
-def aligned_iou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
-    """IoU of corresponding boxes: (..., 4), (..., 4) -> (...)."""
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a) + box_area(b) - inter
-    return inter / union.clamp(min=eps)
+def box_iou(a: Tensor,
+            b: Tensor,
+            eps: float = 1e-6,
+            out: Optional[Tensor] = None,
+            scratch: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """IoU of boxes (..., 4) and (..., 4) that broadcast -> (...).
+
+    Computed in place, so it has no gradient: assignment and targets need
+    none, and the loss uses :func:`box_giou`. ``out`` and ``scratch`` (two
+    more tensors of the output's shape) let a caller that loops over chunks
+    reuse its buffers: on the CPU a fresh buffer of a megabyte costs more
+    page faults than its arithmetic. The coordinates of ``b`` are read most
+    cheaply when each is contiguous, e.g. ``b.t().contiguous().t()``.
+    """
+    shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    out = a.new_empty(shape) if out is None else out
+    w, h = scratch if scratch is not None else (a.new_empty(shape),
+                                                a.new_empty(shape))
+    torch.minimum(a[..., 2], b[..., 2], out=out)
+    out.sub_(torch.maximum(a[..., 0], b[..., 0], out=w)).clamp_(min=0)
+    torch.minimum(a[..., 3], b[..., 3], out=w)
+    w.sub_(torch.maximum(a[..., 1], b[..., 1], out=h)).clamp_(min=0)
+    inter = out.mul_(w)
+    union = torch.add(box_area(a), box_area(b), out=w).sub_(inter)
+    return inter.div_(union.clamp_(min=eps))
 
 
-def aligned_giou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
-    """Generalized IoU of corresponding boxes, in [-1, 1].
+def box_giou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
+    """Generalized IoU of boxes that broadcast, in [-1, 1].
 
     Widths and heights are clamped at 0, so an inverted box counts as empty
     instead of producing a negative area.
     """
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
+    iw = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0],
+                                                             b[..., 0])
+    ih = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1],
+                                                             b[..., 1])
+    inter = iw.clamp(min=0) * ih.clamp(min=0)
     union = (box_area(a) + box_area(b) - inter).clamp(min=eps)
     enclose_wh = (torch.maximum(a[..., 2:], b[..., 2:]) -
                   torch.minimum(a[..., :2], b[..., :2])).clamp(min=0)
     enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)
     return inter / union - (enclose - union) / enclose
+
+
+def side_distances(points: Tensor, boxes: Tensor) -> Tensor:
+    """(left, top, right, bottom) of points to box sides: (..., 2), (..., 4)
+    that broadcast -> (..., 4); negative outside the box."""
+    return torch.cat([points - boxes[..., :2], boxes[..., 2:] - points], -1)
 
 
 def centerness(points: Tensor, boxes: Tensor) -> Tensor:
@@ -90,12 +113,8 @@ def centerness(points: Tensor, boxes: Tensor) -> Tensor:
     sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b)); 0 for points
     outside the box.
     """
-    left = points[..., 0] - boxes[..., 0]
-    top = points[..., 1] - boxes[..., 1]
-    right = boxes[..., 2] - points[..., 0]
-    bottom = boxes[..., 3] - points[..., 1]
-    lr = torch.stack([left, right], -1).clamp(min=0)
-    tb = torch.stack([top, bottom], -1).clamp(min=0)
+    d = side_distances(points, boxes).clamp(min=0)
+    lr, tb = d[..., 0::2], d[..., 1::2]
     ratio = (lr.min(-1).values / lr.max(-1).values.clamp(min=1e-6)) * (
         tb.min(-1).values / tb.max(-1).values.clamp(min=1e-6))
     return ratio.sqrt()
@@ -108,9 +127,4 @@ def points_inside_boxes(points: Tensor, boxes: Tensor,
     points (..., 2), boxes (..., 4) broadcast against each other -> (...)
     bool.
     """
-    x, y = points[..., 0], points[..., 1]
-    d = torch.stack([
-        x - boxes[..., 0], y - boxes[..., 1], boxes[..., 2] - x,
-        boxes[..., 3] - y
-    ], -1)
-    return d.min(-1).values > margin
+    return side_distances(points, boxes).min(-1).values > margin

@@ -54,7 +54,8 @@ model = dict(
             loss_weight=1.0),
         loss_bbox=dict(type='GIoULoss', loss_weight=2.0)),
     train_cfg=dict(
-        # Epochs 0-3 assign with ATSS, later ones with task alignment.
+        # Epochs 0-3 assign with ATSS, later ones with task alignment; under
+        # an iteration-based loop set initial_iter (warm-up iterations).
         initial_epoch=4,
         initial_assigner=dict(type='ATSSAssigner', topk=9),
         # inside_first=True: the inside-object test before the top-k
@@ -69,6 +70,3 @@ model = dict(
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100))
-
-# The head reads the epoch to know when to switch assigners.
-custom_hooks = [dict(type='SetEpochInfoHook')]

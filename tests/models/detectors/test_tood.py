@@ -79,7 +79,7 @@ def test_data_preprocessor_pads_and_records_shapes():
     assert (out[0, :, 80:, :] == 0).all()  # padding value 0
 
 
-def test_channels_last_changes_memory_order_not_results():
+def test_channels_last_changes_memory_order_not_results(set_epoch):
     torch.manual_seed(0)
     nchw = MODELS.build(tiny_tood('anchor_based'))
     nchw.init_weights()
@@ -101,8 +101,7 @@ def test_channels_last_changes_memory_order_not_results():
         lambda module, args: seen.extend(args[0]))
     nhwc(inputs, mode='tensor')
     assert len(seen) == 5 and all(f.is_contiguous() for f in seen)
-    for model in (nchw, nhwc):
-        model.bbox_head.epoch = 1
+    set_epoch(1)
     ref = nchw(**nchw.data_preprocessor(data, True), mode='loss')
     out = nhwc(**nhwc.data_preprocessor(data, True), mode='loss')
     for key in ref:
@@ -115,12 +114,12 @@ def test_channels_last_changes_memory_order_not_results():
 
 
 @pytest.mark.parametrize('anchor_type', ['anchor_free', 'anchor_based'])
-def test_forward_modes(anchor_type):
+def test_forward_modes(anchor_type, set_epoch):
     model = MODELS.build(tiny_tood(anchor_type))
     model.init_weights()
     data = model.data_preprocessor(batch(), True)
     for epoch in (0, 1):
-        model.bbox_head.epoch = epoch
+        set_epoch(epoch)
         losses = model(**data, mode='loss')
         assert set(losses) == {'loss_cls', 'loss_bbox'}
         assert all(torch.isfinite(v) and v > 0 for v in losses.values())
@@ -140,11 +139,11 @@ def test_forward_modes(anchor_type):
     assert pred.bboxes.max() > 128
 
 
-def test_train_step_reduces_loss():
+def test_train_step_reduces_loss(set_epoch):
     torch.manual_seed(0)
     model = MODELS.build(tiny_tood())
     model.init_weights()
-    model.bbox_head.epoch = 5
+    set_epoch(5)
     optim = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     data = batch()
     first = None
@@ -158,12 +157,12 @@ def test_train_step_reduces_loss():
     assert loss.item() < first
 
 
-def test_bf16_autocast_keeps_losses_finite():
+def test_bf16_autocast_keeps_losses_finite(set_epoch):
     model = MODELS.build(tiny_tood())
     model.init_weights()
     data = model.data_preprocessor(batch(), True)
     for epoch in (0, 1):
-        model.bbox_head.epoch = epoch
+        set_epoch(epoch)
         with torch.autocast('cpu', dtype=torch.bfloat16):
             losses = model(**data, mode='loss')
         for v in losses.values():
@@ -175,7 +174,7 @@ def test_bf16_autocast_keeps_losses_finite():
     ('configs/tood/tood_r50_fpn_1x_coco.py', 4),
     ('configs/tood/tood_r50_fpn_anchor-based_1x_coco.py', 0),
 ])
-def test_published_config_runs_loss_and_predict(config, epoch):
+def test_published_config_runs_loss_and_predict(config, epoch, set_epoch):
     """The paper-size model from its config: loss and predict on CPU."""
     import os.path as osp
 
@@ -192,7 +191,7 @@ def test_published_config_runs_loss_and_predict(config, epoch):
     data = model.data_preprocessor(batch(), True)
     for s in data['data_samples']:
         s.gt_instances.labels = s.gt_instances.labels + 70
-    model.bbox_head.epoch = epoch
+    set_epoch(epoch)
     losses = model(**data, mode='loss')
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
     model.eval()

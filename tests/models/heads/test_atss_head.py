@@ -4,10 +4,10 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from tood.models.assigners import ATSSAssigner
-from tood.models.heads.priors import grid_priors, square_anchors
+from tood.models.task_modules import (ATSSAssigner, Priors, grid_points,
+                                     square_anchors)
 from tood.registry import MODELS
-from tood.structures import DetDataSample, centerness
+from tood.structures import DetDataSample, PaddedGT, centerness
 
 STRIDES = (8, 16, 32)
 SIZE = 128
@@ -100,7 +100,7 @@ SIZES = [(SIZE // s, SIZE // s) for s in STRIDES]
 
 def encode(box):
     """(N, 4) deltas of every prior's anchor towards ``box`` (pixels)."""
-    points, strides = grid_priors(SIZES, STRIDES, torch.device('cpu'))
+    points, strides = grid_points(SIZES, STRIDES, torch.device('cpu'))
     anchors = square_anchors(points, strides, 8)
     side = anchors[:, 2] - anchors[:, 0]
     box = torch.tensor(box)
@@ -123,11 +123,12 @@ def to_levels(flat):
 
 
 def atss_positives(gt):
-    points, strides = grid_priors(SIZES, STRIDES, torch.device('cpu'))
-    assign = ATSSAssigner(topk=9).assign(
-        square_anchors(points, strides, 8), [h * w for h, w in SIZES],
-        torch.tensor([[gt]]), torch.ones(1, 1, dtype=torch.bool),
-        torch.ones(1, len(points), dtype=torch.bool))
+    points, strides = grid_points(SIZES, STRIDES, torch.device('cpu'))
+    priors = Priors(points, strides, square_anchors(points, strides, 8),
+                    tuple(SIZES), torch.ones(1, len(points), dtype=torch.bool))
+    padded = PaddedGT(torch.tensor([[gt]]), torch.zeros(1, 1, dtype=torch.long),
+                  torch.ones(1, 1, dtype=torch.bool))
+    assign = ATSSAssigner(topk=9).assign(priors, padded)
     return points, assign.fg_mask[0]
 
 

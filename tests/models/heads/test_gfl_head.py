@@ -4,11 +4,11 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from tood.models.assigners import ATSSAssigner
 from tood.models.heads.gfl_head import Integral
-from tood.models.heads.priors import grid_priors, square_anchors
+from tood.models.task_modules import (ATSSAssigner, Priors, grid_points,
+                                     square_anchors)
 from tood.registry import MODELS
-from tood.structures import DetDataSample, aligned_iou
+from tood.structures import DetDataSample, PaddedGT, box_iou
 
 STRIDES = (8, 16, 32)
 SIZE = 128
@@ -119,11 +119,12 @@ GT = [0.0, 0.0, 128.0, 128.0]
 
 
 def atss_positives():
-    points, strides = grid_priors(SIZES, STRIDES, torch.device('cpu'))
-    assign = ATSSAssigner(topk=9).assign(
-        square_anchors(points, strides, 8), [h * w for h, w in SIZES],
-        torch.tensor([[GT]]), torch.ones(1, 1, dtype=torch.bool),
-        torch.ones(1, len(points), dtype=torch.bool))
+    points, strides = grid_points(SIZES, STRIDES, torch.device('cpu'))
+    priors = Priors(points, strides, square_anchors(points, strides, 8),
+                    tuple(SIZES), torch.ones(1, len(points), dtype=torch.bool))
+    gt = PaddedGT(torch.tensor([[GT]]), torch.zeros(1, 1, dtype=torch.long),
+                  torch.ones(1, 1, dtype=torch.bool))
+    assign = ATSSAssigner(topk=9).assign(priors, gt)
     return points, strides, assign.fg_mask[0]
 
 
@@ -170,7 +171,7 @@ def test_quality_target_is_the_iou():
     points, strides, fg = atss_positives()
     half = 8 * strides[fg, None]
     boxes = torch.cat([points[fg] - half, points[fg] + half], -1)
-    iou = aligned_iou(boxes, torch.tensor(GT))
+    iou = box_iou(boxes, torch.tensor(GT))
     assert (iou < 1).all()
     p = torch.tensor(0.5)
     bce = -(iou * p.log() + (1 - iou) * (1 - p).log())

@@ -2,7 +2,6 @@ import pytest
 import torch
 from test_tood_head import STRIDES, TEST_CFG, TRAIN_CFG, feats, samples
 
-from tood.models.heads import ParallelHead, TOODHead
 from tood.registry import MODELS
 
 
@@ -23,9 +22,32 @@ def make_head(**kwargs):
     return head
 
 
-def test_reuses_the_t_head_training_and_inference():
-    for name in ('loss', 'loss_by_feat', 'predict', 'predict_by_feat'):
-        assert getattr(ParallelHead, name) is getattr(TOODHead, name)
+def t_head():
+    return MODELS.build(
+        dict(
+            type='TOODHead',
+            num_classes=3,
+            in_channels=16,
+            feat_channels=32,
+            stacked_convs=2,
+            strides=STRIDES,
+            norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
+            train_cfg=TRAIN_CFG,
+            test_cfg=TEST_CFG))
+
+
+def test_same_detections_as_t_head_on_same_outputs():
+    parallel = make_head()
+    with torch.no_grad():
+        parallel.atss_cls.bias.fill_(3.0)
+    cls_scores, bbox_preds = parallel(feats())
+    metas = [s.metainfo for s in samples((0, 0))]
+    a = parallel.predict_by_feat(cls_scores, bbox_preds, metas)
+    b = t_head().predict_by_feat(cls_scores, bbox_preds, metas)
+    for x, y in zip(a, b):
+        assert len(x) > 0
+        for key in ('bboxes', 'scores', 'labels'):
+            torch.testing.assert_close(x.get(key), y.get(key))
 
 
 def test_towers_without_centerness():
@@ -62,9 +84,9 @@ def test_zero_regression_decodes_like_the_t_head():
 
 
 @pytest.mark.parametrize('epoch', [0, 4])
-def test_warmup_then_tal_losses_and_gradients(epoch):
+def test_warmup_then_tal_losses_and_gradients(epoch, set_epoch):
     head = make_head()
-    head.epoch = epoch
+    set_epoch(epoch)
     losses = head.loss(feats(), samples((3, 1)))
     assert set(losses) == {'loss_cls', 'loss_bbox'}
     assert losses['loss_cls'].item() > 0 and losses['loss_bbox'].item() > 0
@@ -73,32 +95,21 @@ def test_warmup_then_tal_losses_and_gradients(epoch):
         assert p.grad is not None and torch.isfinite(p.grad).all(), n
 
 
-def test_same_loss_as_t_head_on_same_outputs():
+def test_same_loss_as_t_head_on_same_outputs(set_epoch):
     """Given the same outputs, the two heads' losses are identical."""
-    parallel = make_head()
-    tood = MODELS.build(
-        dict(
-            type='TOODHead',
-            num_classes=3,
-            in_channels=16,
-            feat_channels=32,
-            stacked_convs=2,
-            strides=STRIDES,
-            norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
-            train_cfg=TRAIN_CFG,
-            test_cfg=TEST_CFG))
+    parallel, tood = make_head(), t_head()
     cls_scores, bbox_preds = parallel(feats())
     for epoch in (0, 4):
-        parallel.epoch = tood.epoch = epoch
+        set_epoch(epoch)
         a = parallel.loss_by_feat(cls_scores, bbox_preds, samples((3, 1)))
         b = tood.loss_by_feat(cls_scores, bbox_preds, samples((3, 1)))
         for key in a:
             torch.testing.assert_close(a[key], b[key])
 
 
-def test_no_gts_and_predict():
+def test_no_gts_and_predict(set_epoch):
     head = make_head()
-    head.epoch = 4
+    set_epoch(4)
     empty = head.loss(feats(), samples((0, 0)))
     assert empty['loss_bbox'].item() == 0
     sum(empty.values()).backward()

@@ -116,9 +116,9 @@ def test_init_biases():
 
 @pytest.mark.parametrize('anchor_type', ['anchor_free', 'anchor_based'])
 @pytest.mark.parametrize('epoch', [0, 4])
-def test_loss_with_and_without_gts(anchor_type, epoch):
+def test_loss_with_and_without_gts(anchor_type, epoch, set_epoch):
     head = make_head(anchor_type=anchor_type)
-    head.epoch = epoch
+    set_epoch(epoch)
     losses = head.loss(feats(), samples((3, 1)))
     assert losses['loss_cls'].item() > 0
     assert losses['loss_bbox'].item() > 0
@@ -134,11 +134,11 @@ def test_loss_with_and_without_gts(anchor_type, epoch):
     assert no_grad == []
 
 
-def test_gradients_reach_every_parameter():
+def test_gradients_reach_every_parameter(set_epoch):
     head = make_head(num_dcn=1)
     for epoch in (0, 4):
         head.zero_grad(set_to_none=True)
-        head.epoch = epoch
+        set_epoch(epoch)
         losses = head.loss(feats(), samples((3, 2)))
         sum(losses.values()).backward()
         for n, p in head.named_parameters():
@@ -146,11 +146,11 @@ def test_gradients_reach_every_parameter():
             assert torch.isfinite(p.grad).all(), n
 
 
-def test_warmup_switches_to_tal():
+def test_warmup_switches_to_tal(set_epoch):
     head = make_head()
-    head.epoch = 0
+    set_epoch(0)
     warm = head.loss(feats(), samples((3, 2)))
-    head.epoch = 4
+    set_epoch(4)
     tal = head.loss(feats(), samples((3, 2)))
     assert warm['loss_cls'].item() != pytest.approx(tal['loss_cls'].item())
 
@@ -172,13 +172,13 @@ def test_aligned_score_extreme_logits():
     assert not torch.isfinite(cls2.grad).all()
 
 
-def test_loss_finite_under_extreme_outputs():
+def test_loss_finite_under_extreme_outputs(set_epoch):
     head = make_head()
     with torch.no_grad():
         head.tood_cls.bias.fill_(60.0)
         head.cls_prob_module[2].bias.fill_(-60.0)
     for epoch in (0, 4):
-        head.epoch = epoch
+        set_epoch(epoch)
         losses = head.loss([f * 100 for f in feats()], samples((3, 2)))
         for v in losses.values():
             assert torch.isfinite(v)
@@ -248,35 +248,36 @@ def test_predict_rescales_and_clips():
         assert (r.scores[:-1] >= r.scores[1:]).all()
 
 
-def test_hard_labels_train_positives_towards_one():
-    from tood.models.heads.head_utils import (batch_prior_valid,
-                                              pad_gt_instances)
+def test_hard_labels_train_positives_towards_one(set_epoch):
     from tood.models.losses import GIoULoss, QualityFocalLoss
+    from tood.models.task_modules import levels_to_priors, make_priors
+    from tood.structures import PaddedGT
     hard = make_head(train_cfg=dict(TRAIN_CFG, hard_labels=True))
     soft = make_head()
     soft.load_state_dict(hard.state_dict())
-    hard.epoch = soft.epoch = 4
+    set_epoch(4)
     data = samples((3, 2))
     cls_scores, bbox_preds = hard(feats())
     losses = hard.loss_by_feat(cls_scores, bbox_preds, data)
 
     # The same TAL positives, trained towards 1 with box weight 1, both
     # losses over the number of positives.
-    sizes, scores, boxes, points, _, _ = hard._flatten(cls_scores, bbox_preds)
-    gts, labels, gt_valid = pad_gt_instances([s.gt_instances for s in data],
-                                             scores.device)
-    valid = batch_prior_valid(sizes, STRIDES, data, scores.device)
-    assign = hard.assigner.assign(scores.detach(), boxes.detach(), points,
-                                  gts, labels, gt_valid, valid, 1, 6)
-    fg = assign.fg_mask
+    priors = make_priors([s.shape[-2:] for s in cls_scores], STRIDES, 8,
+                         data, torch.device('cpu'))
+    scores = levels_to_priors(cls_scores)
+    boxes = levels_to_priors(bbox_preds) * priors.strides[:, None]
+    gt = PaddedGT.from_samples(data, torch.device('cpu'))
+    assign = hard.criterion.assigner.assign(priors, gt, scores.detach(),
+                                            boxes.detach())
+    fg, valid = assign.fg_mask, priors.valid
     num_pos = fg.sum().float()
     assert num_pos > 0
     pick = assign.gt_index.clamp(min=0)
-    cls_target = labels.gather(1, pick).where(fg, 3)
+    cls_target = gt.labels.gather(1, pick).where(fg, 3)
     loss_cls = QualityFocalLoss()(
         scores[valid], (cls_target[valid], fg[valid].float()),
         avg_factor=num_pos)
-    box_target = gts.gather(1, pick[..., None].expand(-1, -1, 4))
+    box_target = gt.bboxes.gather(1, pick[..., None].expand(-1, -1, 4))
     loss_bbox = GIoULoss(loss_weight=2.0)(
         boxes[fg], box_target[fg], avg_factor=num_pos)
     torch.testing.assert_close(losses['loss_cls'], loss_cls)
@@ -286,7 +287,7 @@ def test_hard_labels_train_positives_towards_one():
     assert soft_losses['loss_cls'].item() != pytest.approx(
         losses['loss_cls'].item())
     # The warm-up does not look at the option.
-    hard.epoch = soft.epoch = 0
+    set_epoch(0)
     torch.testing.assert_close(
         hard.loss_by_feat(cls_scores, bbox_preds, data),
         soft.loss_by_feat(cls_scores, bbox_preds, data))

@@ -4,11 +4,10 @@ from .loss_check_hook import LossCheckHook
 from .num_class_check_hook import NumClassCheckHook
 from .progress_bar_hook import TestProgressBarHook
 from .report_hook import TrainingReportHook
-from .set_epoch_info_hook import SetEpochInfoHook
 from .visualization_hook import DetVisualizationHook
 
 __all__ = [
     'CheckpointHook', 'DetVisualizationHook', 'EpochSeedHook',
     'LossCheckHook', 'NumClassCheckHook',
-    'SetEpochInfoHook', 'TestProgressBarHook', 'TrainingReportHook'
+    'TestProgressBarHook', 'TrainingReportHook'
 ]

@@ -5,6 +5,7 @@ import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
+from tood.errors import ConfigError
 from tood.registry import MODELS
 from tood.structures import DetDataSample
 
@@ -45,6 +46,14 @@ class TOOD(BaseModel):
         self.neck = MODELS.build(neck)
         self.bbox_head = MODELS.build(
             dict(bbox_head, train_cfg=train_cfg, test_cfg=test_cfg))
+        # A zip over levels would silently drop the extra ones.
+        num_outs = getattr(self.neck, 'num_outs', None)
+        strides = self.bbox_head.strides
+        if num_outs is not None and num_outs != len(strides):
+            raise ConfigError(
+                f'model.bbox_head.strides {tuple(strides)} has '
+                f'{len(strides)} strides for the {num_outs} outputs of the '
+                'neck (model.neck.num_outs): give one stride per level.')
         # Weights are converted here, before a runner moves the model or
         # wraps it in DDP; later initialisation and checkpoint loading copy
         # into them in place and keep the order.

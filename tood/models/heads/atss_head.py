@@ -9,37 +9,20 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import ConvModule, Scale
-from mmengine.model import BaseModule, normal_init
+from mmcv.cnn import Scale
+from mmengine.model import BaseModule, bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from tood.registry import MODELS, TASK_UTILS
-from tood.structures import DetDataSample, centerness, delta2bbox
+from tood.structures import DetDataSample, PaddedGT, centerness
 
-from .head_utils import (anchor_targets, global_normaliser, levels_to_priors,
-                         predict_by_levels)
-from .priors import grid_priors, square_anchors
-from .tood_head import PRIOR_BIAS
-
-
-def conv_tower(in_channels: int, feat_channels: int, num_convs: int,
-               norm_cfg: Optional[dict]) -> nn.ModuleList:
-    """``num_convs`` × (3×3 conv, norm, ReLU): one branch of a parallel
-    head."""
-    return nn.ModuleList([
-        ConvModule(
-            in_channels if i == 0 else feat_channels,
-            feat_channels,
-            3,
-            padding=1,
-            norm_cfg=norm_cfg) for i in range(num_convs)
-    ])
-
-
-def init_tower(tower: nn.ModuleList) -> None:
-    for m in tower:
-        normal_init(m.conv, std=0.01)
+from ..layers import conv_tower, init_tower
+from ..losses import global_normaliser
+from ..task_modules import (build_at, check_dense_head_args,
+                            check_num_levels, decode_level,
+                            detections_from_levels, levels_to_priors,
+                            make_priors)
 
 
 @MODELS.register_module()
@@ -53,7 +36,7 @@ class ATSSHead(BaseModule):
     normalised by its sum; binary cross entropy of the centerness logit
     towards the centerness target, normalised by the number of positives.
     Inference: sqrt(class probability · centerness), see
-    ``predict_by_levels``.
+    ``detections_from_levels``.
 
     Args:
         num_classes: K, without background.
@@ -94,18 +77,16 @@ class ATSSHead(BaseModule):
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        check_dense_head_args(num_classes, in_channels, feat_channels,
+                              stacked_convs, 'anchor_based', strides, norm_cfg)
         self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
         self.strides = tuple(strides)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
-        self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
-        # Set by SetEpochInfoHook; ATSS does not depend on it.
-        self.epoch = 0
-        if self.train_cfg:
-            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
+        if train_cfg:
+            self.assigner = build_at(TASK_UTILS, train_cfg['assigner'],
+                                     'model.train_cfg.assigner')
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_centerness = MODELS.build(loss_centerness)
@@ -122,7 +103,7 @@ class ATSSHead(BaseModule):
     def init_weights(self) -> None:
         init_tower(self.cls_convs)
         init_tower(self.reg_convs)
-        normal_init(self.atss_cls, std=0.01, bias=PRIOR_BIAS)
+        normal_init(self.atss_cls, std=0.01, bias=bias_init_with_prob(0.01))
         normal_init(self.atss_reg, std=0.01)
         normal_init(self.atss_centerness, std=0.01)
 
@@ -140,6 +121,7 @@ class ATSSHead(BaseModule):
                 against the level's anchors, divided by the coder's stds.
             centernesses: per level (B, 1, H, W) logits.
         """
+        check_num_levels(feats, self.strides)
         cls_scores, bbox_preds, centernesses = [], [], []
         for x, scale in zip(feats, self.scales):
             cls_feat, reg_feat = x, x
@@ -153,21 +135,9 @@ class ATSSHead(BaseModule):
         return cls_scores, bbox_preds, centernesses
 
     def decode(self, bbox_preds: List[Tensor]) -> List[Tensor]:
-        """Deltas -> per level (B, 4, H, W) boxes xyxy in stride units.
-
-        Decoding against the anchor in stride units equals decoding in
-        pixels and dividing by the stride: the coder is scale invariant.
-        """
-        boxes = []
-        for deltas in bbox_preds:
-            B, _, H, W = deltas.shape
-            points, _ = grid_priors([(H, W)], [1], deltas.device)
-            anchors = square_anchors(points, points.new_ones(H * W),
-                                     self.anchor_scale)
-            deltas = deltas.permute(0, 2, 3, 1).reshape(B, H * W, 4)
-            box = delta2bbox(anchors, deltas, self.bbox_coder_stds)
-            boxes.append(box.reshape(B, H, W, 4).permute(0, 3, 1, 2))
-        return boxes
+        """Deltas -> per level (B, 4, H, W) boxes xyxy in stride units."""
+        return [decode_level(deltas, 'anchor_based', self.anchor_scale,
+                             self.bbox_coder_stds) for deltas in bbox_preds]
 
     # ------------------------------------------------------------------ #
     # Training
@@ -184,23 +154,25 @@ class ATSSHead(BaseModule):
         Every normaliser is averaged over processes and clamped to at least
         1, as in MMDetection.
         """
-        featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        targets = anchor_targets(self.assigner, featmap_sizes, self.strides,
-                                 self.anchor_scale, self.num_classes,
-                                 data_samples, cls_scores[0].device)
-        fg, valid = targets.fg, targets.prior_valid  # (B, N)
+        device = cls_scores[0].device
+        priors = make_priors([s.shape[-2:] for s in cls_scores], self.strides,
+                             self.anchor_scale, data_samples, device)
+        gt = PaddedGT.from_samples(data_samples, device)
+        assign = self.assigner.assign(priors, gt)
+        labels, target_boxes = assign.targets(gt, self.num_classes)
+        fg, valid = assign.fg_mask, priors.valid  # (B, N)
         logits = levels_to_priors(cls_scores)  # (B, N, K)
         boxes = levels_to_priors(self.decode(bbox_preds))
-        boxes = boxes * targets.prior_strides[None, :, None]  # pixels
+        boxes = boxes * priors.strides[:, None]  # pixels
         ctr_logits = levels_to_priors(centernesses)[..., 0]  # (B, N)
 
         num_pos = global_normaliser(fg.sum())
         loss_cls = self.loss_cls(
-            logits[valid], targets.labels[valid], avg_factor=num_pos)
+            logits[valid], labels[valid], avg_factor=num_pos)
 
-        pos_target = targets.target_boxes[fg]  # (P, 4)
+        pos_target = target_boxes[fg]  # (P, 4)
         # Positives lie strictly inside their GT: centerness is defined.
-        pos_points = targets.points.expand_as(boxes[..., :2])[fg]
+        pos_points = priors.points.expand_as(boxes[..., :2])[fg]
         ctr_target = centerness(pos_points, pos_target)
         # Computed on every process, positives or not (it all-reduces).
         bbox_norm = global_normaliser(ctr_target.sum())
@@ -232,7 +204,7 @@ class ATSSHead(BaseModule):
                         bbox_preds: List[Tensor], centernesses: List[Tensor],
                         batch_img_metas: List[dict],
                         rescale: bool = True) -> List[InstanceData]:
-        return predict_by_levels(
+        return detections_from_levels(
             [torch.sigmoid(s.float()) for s in cls_scores],
             self.decode(bbox_preds),
             self.strides,

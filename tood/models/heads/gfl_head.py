@@ -11,18 +11,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import Scale
-from mmengine.model import BaseModule, normal_init
+from mmengine.model import BaseModule, bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from tood.registry import MODELS, TASK_UTILS
-from tood.structures import DetDataSample, aligned_iou, distance2bbox
+from tood.structures import DetDataSample, PaddedGT, box_iou, side_distances
 
-from .atss_head import conv_tower, init_tower
-from .head_utils import (anchor_targets, global_normaliser, levels_to_priors,
-                         predict_by_levels)
-from .priors import grid_priors
-from .tood_head import PRIOR_BIAS
+from ..layers import conv_tower, init_tower
+from ..losses import global_normaliser
+from ..task_modules import (build_at, check_dense_head_args,
+                            check_num_levels, decode_level,
+                            detections_from_levels, levels_to_priors,
+                            make_priors)
 
 
 class Integral(nn.Module):
@@ -99,18 +100,16 @@ class GFLHead(BaseModule):
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        check_dense_head_args(num_classes, in_channels, feat_channels,
+                              stacked_convs, 'anchor_free', strides, norm_cfg)
         self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
         self.strides = tuple(strides)
         self.anchor_scale = anchor_scale
         self.reg_max = reg_max
-        self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
-        # Set by SetEpochInfoHook; GFL does not depend on it.
-        self.epoch = 0
-        if self.train_cfg:
-            self.assigner = TASK_UTILS.build(self.train_cfg['assigner'])
+        if train_cfg:
+            self.assigner = build_at(TASK_UTILS, train_cfg['assigner'],
+                                     'model.train_cfg.assigner')
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_dfl = MODELS.build(loss_dfl)
         self.loss_bbox = MODELS.build(loss_bbox)
@@ -128,7 +127,7 @@ class GFLHead(BaseModule):
     def init_weights(self) -> None:
         init_tower(self.cls_convs)
         init_tower(self.reg_convs)
-        normal_init(self.gfl_cls, std=0.01, bias=PRIOR_BIAS)
+        normal_init(self.gfl_cls, std=0.01, bias=bias_init_with_prob(0.01))
         normal_init(self.gfl_reg, std=0.01)
 
     # ------------------------------------------------------------------ #
@@ -145,6 +144,7 @@ class GFLHead(BaseModule):
                 distance distributions of the sides (left, top, right,
                 bottom), R + 1 channels per side.
         """
+        check_num_levels(feats, self.strides)
         cls_scores, bbox_preds = [], []
         for x, scale in zip(feats, self.scales):
             cls_feat, reg_feat = x, x
@@ -159,14 +159,11 @@ class GFLHead(BaseModule):
     def decode(self, bbox_preds: List[Tensor]) -> List[Tensor]:
         """Distributions -> per level (B, 4, H, W) boxes xyxy in stride
         units around the prior points."""
-        boxes = []
-        for pred in bbox_preds:
-            B, _, H, W = pred.shape
-            points, _ = grid_priors([(H, W)], [1], pred.device)
-            distances = self.integral(pred.permute(0, 2, 3, 1))  # (B,H,W,4)
-            box = distance2bbox(points.reshape(H, W, 2), distances)
-            boxes.append(box.permute(0, 3, 1, 2))
-        return boxes
+        return [
+            decode_level(
+                self.integral(pred.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                'anchor_free') for pred in bbox_preds
+        ]
 
     # ------------------------------------------------------------------ #
     # Training
@@ -182,23 +179,25 @@ class GFLHead(BaseModule):
         Every normaliser is averaged over processes and clamped to at least
         1, as in MMDetection.
         """
-        featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        targets = anchor_targets(self.assigner, featmap_sizes, self.strides,
-                                 self.anchor_scale, self.num_classes,
-                                 data_samples, cls_scores[0].device)
-        fg, valid = targets.fg, targets.prior_valid  # (B, N)
+        device = cls_scores[0].device
+        priors = make_priors([s.shape[-2:] for s in cls_scores], self.strides,
+                             self.anchor_scale, data_samples, device)
+        gt = PaddedGT.from_samples(data_samples, device)
+        assign = self.assigner.assign(priors, gt)
+        labels, target_boxes = assign.targets(gt, self.num_classes)
+        fg, valid = assign.fg_mask, priors.valid  # (B, N)
         logits = levels_to_priors(cls_scores)  # (B, N, K)
-        strides = targets.prior_strides[None, :, None]
+        strides = priors.strides[None, :, None]
         boxes = levels_to_priors(self.decode(bbox_preds)) * strides
         pos_pred = boxes[fg]  # (P, 4), pixels
-        pos_target = targets.target_boxes[fg]
+        pos_target = target_boxes[fg]
 
         # Quality target: IoU of the predicted box, 0 on negatives.
         quality = torch.zeros_like(fg, dtype=torch.float32)
-        quality[fg] = aligned_iou(pos_pred.detach(), pos_target)
+        quality[fg] = box_iou(pos_pred.detach(), pos_target)
         num_pos = global_normaliser(fg.sum())
         loss_cls = self.loss_cls(
-            logits[valid], (targets.labels[valid], quality[valid]),
+            logits[valid], (labels[valid], quality[valid]),
             avg_factor=num_pos)
 
         # Box weight: the positive's highest class probability.
@@ -209,9 +208,8 @@ class GFLHead(BaseModule):
                 pos_pred, pos_target, weight, avg_factor=box_norm)
             # DFL targets: the GT's side distances from the prior point, in
             # strides, kept 0.1 below R as in MMDetection's coder.
-            points = targets.points.expand_as(boxes[..., :2])[fg]
-            sides = torch.cat([points - pos_target[:, :2],
-                               pos_target[:, 2:] - points], -1)
+            points = priors.points.expand_as(boxes[..., :2])[fg]
+            sides = side_distances(points, pos_target)
             sides = (sides / strides.expand_as(boxes)[fg]).clamp(
                 0, self.reg_max - 0.1)
             pos_dist = levels_to_priors(bbox_preds)[fg]  # (P, 4·(R+1))
@@ -239,7 +237,7 @@ class GFLHead(BaseModule):
     def predict_by_feat(self, cls_scores: List[Tensor],
                         bbox_preds: List[Tensor], batch_img_metas: List[dict],
                         rescale: bool = True) -> List[InstanceData]:
-        return predict_by_levels(
+        return detections_from_levels(
             [torch.sigmoid(s.float()) for s in cls_scores],
             self.decode(bbox_preds), self.strides, batch_img_metas,
             self.test_cfg, rescale)

@@ -1,32 +1,32 @@
-"""The T-Head of TOOD (Sec. 3.1) and its training with TAL (Sec. 3.2).
+"""The T-Head of TOOD (Sec. 3.1); it trains with Task-aligned Learning
+(Sec. 3.2, ``TaskAlignedCriterion``).
 
 Equation numbers refer to Feng et al., "TOOD: Task-aligned One-stage Object
 Detection", ICCV 2021 (arXiv 2108.07755). Shapes: B images, C_in input
 channels, C feature channels, N interactive layers (``stacked_convs``),
 K classes, H×W one pyramid level.
 """
-import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, Scale
-from mmengine.model import BaseModule, normal_init
+from mmengine.model import BaseModule, bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from tood.models.layers.dcn import ModulatedDeformConv2d
+from tood.errors import check_value
 from tood.registry import MODELS
-from tood.structures import DetDataSample, centerness, delta2bbox, distance2bbox
+from tood.structures import DetDataSample
 
-from .head_utils import (batch_prior_valid, global_normaliser,
-                         levels_to_priors, pad_gt_instances,
-                         predict_by_levels, setup_task_aligned_training)
-from .priors import grid_priors, square_anchors
+from ..layers import ModulatedDeformConv2d
+from ..task_modules import (TaskAlignedCriterion, check_dense_head_args,
+                            check_num_levels, decode_level,
+                            detections_from_levels)
 
 # Initial classification bias: a prior probability of 0.01 (focal-loss init).
-PRIOR_BIAS = -math.log((1 - 0.01) / 0.01)
+PRIOR_BIAS = bias_init_with_prob(0.01)
 
 
 def aligned_score(cls_logits: Tensor, prob_logits: Tensor) -> Tensor:
@@ -136,19 +136,15 @@ class TOODHead(BaseModule):
         num_dcn: how many of the first interactive convs are DCNv2.
         anchor_type: ``'anchor_free'`` (distances from the prior point) or
             ``'anchor_based'`` (deltas against one square anchor).
-        strides: strides of the pyramid levels.
+        strides: strides of the pyramid levels, one per FPN output.
         anchor_scale: anchor side in strides; also the ATSS anchor size.
         bbox_coder_stds: stds of the delta coder (anchor-based).
         norm_cfg: norm of the interactive and reduction convs.
         use_layer_attention, use_cls_prob, use_reg_offset: ablation
             switches for layer attention (eq. 3), the probability map M
             (eq. 5, 7) and the offset sampling (eq. 6, 8).
-        initial_loss_cls: classification loss of the ATSS warm-up.
-        loss_cls: classification loss with TAL (eq. 11).
-        loss_bbox: box loss.
-        train_cfg: ``initial_epoch``, ``initial_assigner``, ``assigner``,
-            ``alpha``, ``beta``, ``hard_labels`` (ablation: train TAL's
-            positives towards 1 instead of t-hat, see ``loss_by_feat``).
+        initial_loss_cls, loss_cls, loss_bbox, train_cfg: Task-aligned
+            Learning's, see ``TaskAlignedCriterion``.
         test_cfg: ``nms_pre``, ``score_thr``, ``nms.iou_threshold``,
             ``max_per_img``.
     """
@@ -168,57 +164,45 @@ class TOODHead(BaseModule):
                  use_layer_attention: bool = True,
                  use_cls_prob: bool = True,
                  use_reg_offset: bool = True,
-                 initial_loss_cls: dict = dict(
-                     type='FocalLoss', activated=True, gamma=2.0, alpha=0.25,
-                     loss_weight=1.0),
-                 loss_cls: dict = dict(
-                     type='QualityFocalLoss', activated=True, beta=2.0,
-                     loss_weight=1.0),
-                 loss_bbox: dict = dict(type='GIoULoss', loss_weight=2.0),
+                 initial_loss_cls: Optional[dict] = None,
+                 loss_cls: Optional[dict] = None,
+                 loss_bbox: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if anchor_type not in ('anchor_free', 'anchor_based'):
-            raise ValueError(f'anchor_type must be anchor_free or '
-                             f'anchor_based, got {anchor_type!r}')
+        check_dense_head_args(num_classes, in_channels, feat_channels,
+                              stacked_convs, anchor_type, strides, norm_cfg)
+        check_value(0 <= num_dcn <= stacked_convs, 'model.bbox_head.num_dcn',
+                    f'between 0 and stacked_convs ({stacked_convs})', num_dcn)
+        # Layer attention's hidden width is C / 8, the M and O branches'
+        # C / 4.
+        check_value(feat_channels >= 8, 'model.bbox_head.feat_channels',
+                    'at least 8', feat_channels)
         self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.feat_channels = feat_channels
-        self.stacked_convs = stacked_convs
-        self.num_dcn = num_dcn
         self.anchor_type = anchor_type
         self.strides = tuple(strides)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
         self.use_cls_prob = use_cls_prob
         self.use_reg_offset = use_reg_offset
-        self.train_cfg = train_cfg or {}
         self.test_cfg = test_cfg or {}
-        # Set by SetEpochInfoHook before each epoch: ATSS warm-up before
-        # train_cfg['initial_epoch'], TAL after.
-        self.epoch = 0
-
-        if self.train_cfg:
-            setup_task_aligned_training(self, self.train_cfg)
-        self.initial_loss_cls = MODELS.build(initial_loss_cls)
-        self.loss_cls = MODELS.build(loss_cls)
-        self.loss_bbox = MODELS.build(loss_bbox)
+        if train_cfg:
+            self.criterion = TaskAlignedCriterion(
+                num_classes, strides, anchor_scale, train_cfg,
+                initial_loss_cls, loss_cls, loss_bbox)
 
         # Eq. (1): N stacked conv-GN-ReLU, each on the previous output.
-        self.inter_convs = nn.ModuleList()
-        for i in range(stacked_convs):
-            conv_cfg = (
-                dict(type=ModulatedDeformConv2d, deform_groups=4)
-                if i < num_dcn else None)
-            self.inter_convs.append(
-                ConvModule(
-                    in_channels if i == 0 else feat_channels,
-                    feat_channels,
-                    3,
-                    padding=1,
-                    conv_cfg=conv_cfg,
-                    norm_cfg=norm_cfg))
+        self.inter_convs = nn.ModuleList([
+            ConvModule(
+                in_channels if i == 0 else feat_channels,
+                feat_channels,
+                3,
+                padding=1,
+                conv_cfg=(dict(type=ModulatedDeformConv2d, deform_groups=4)
+                          if i < num_dcn else None),
+                norm_cfg=norm_cfg) for i in range(stacked_convs)
+        ])
         self.cls_decomp = TaskDecomposition(feat_channels, stacked_convs,
                                             norm_cfg, use_layer_attention)
         self.reg_decomp = TaskDecomposition(feat_channels, stacked_convs,
@@ -254,30 +238,24 @@ class TOODHead(BaseModule):
             normal_init(self.reg_offset_module[0], std=0.001)
             normal_init(self.reg_offset_module[2], std=0.001)
 
-    # ------------------------------------------------------------------ #
-    # Forward
-    # ------------------------------------------------------------------ #
     def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
         """Run the head on every pyramid level.
 
         Args:
-            feats: per level (B, C_in, H, W).
+            feats: per level (B, C_in, H, W), one level per stride.
         Returns:
             cls_scores: per level (B, K, H, W), aligned probabilities P
                 (eq. 5), not logits.
             bbox_preds: per level (B, 4, H, W), boxes (x1, y1, x2, y2) in
                 units of the level's stride.
         """
-        cls_scores, bbox_preds = [], []
-        for feat, stride, scale in zip(feats, self.strides, self.scales):
-            cls_score, bbox_pred = self.forward_single(feat, stride, scale)
-            cls_scores.append(cls_score)
-            bbox_preds.append(bbox_pred)
-        return cls_scores, bbox_preds
+        check_num_levels(feats, self.strides)
+        outputs = [self.forward_single(x, scale)
+                   for x, scale in zip(feats, self.scales)]
+        return [c for c, _ in outputs], [b for _, b in outputs]
 
-    def forward_single(self, x: Tensor, stride: int,
+    def forward_single(self, x: Tensor,
                        scale: nn.Module) -> Tuple[Tensor, Tensor]:
-        B, _, H, W = x.shape
         inter_feats = []
         for conv in self.inter_convs:
             x = conv(x)
@@ -295,148 +273,41 @@ class TOODHead(BaseModule):
         else:
             cls_score = cls_logits.float().sigmoid()
 
-        # Localisation: an initial box per location, in stride units.
-        points, _ = grid_priors([(H, W)], [1], x.device)  # (H·W, 2)
+        # Localisation: an initial box per location, in stride units, from
+        # the distances scale_l · exp(·) or the deltas scale_l · (·).
         raw = self.tood_reg(reg_feat).float()
-        raw = raw.permute(0, 2, 3, 1).reshape(B, H * W, 4)
-        if self.anchor_type == 'anchor_free':
-            # Distances to the four sides, scale_l · exp(·).
-            boxes = distance2bbox(points, scale(raw.exp()))
-        else:
-            anchors = square_anchors(points, points.new_ones(H * W),
-                                     self.anchor_scale)
-            boxes = delta2bbox(anchors, scale(raw), self.bbox_coder_stds)
-        boxes = boxes.reshape(B, H, W, 4).permute(0, 3, 1, 2).contiguous()
+        boxes = decode_level(
+            scale(raw.exp() if self.anchor_type == 'anchor_free' else raw),
+            self.anchor_type, self.anchor_scale, self.bbox_coder_stds)
 
         # Localisation alignment.
-        if self.use_reg_offset:
-            offsets = self.reg_offset_module(inter_feat)
-            bbox_pred = sample_box_sides(boxes, offsets)
-            # Sampling the sides at different points can invert a box; such
-            # a box falls back to the unsampled one so GIoU stays valid.
-            inverted = ((bbox_pred[:, 0] > bbox_pred[:, 2]) |
-                        (bbox_pred[:, 1] > bbox_pred[:, 3]))[:, None]
-            bbox_pred = torch.where(inverted, boxes, bbox_pred)
-        else:
-            bbox_pred = boxes
-        return cls_score, bbox_pred
+        if not self.use_reg_offset:
+            return cls_score, boxes
+        bbox_pred = sample_box_sides(boxes, self.reg_offset_module(inter_feat))
+        # Sampling the sides at different points can invert a box; such a
+        # box falls back to the unsampled one so GIoU stays valid.
+        inverted = ((bbox_pred[:, 0] > bbox_pred[:, 2]) |
+                    (bbox_pred[:, 1] > bbox_pred[:, 3]))[:, None]
+        return cls_score, torch.where(inverted, boxes, bbox_pred)
 
-    # ------------------------------------------------------------------ #
-    # Training
-    # ------------------------------------------------------------------ #
     def loss(self, feats: Sequence[Tensor],
-             data_samples: List[DetDataSample]) -> dict:
-        cls_scores, bbox_preds = self(feats)
-        return self.loss_by_feat(cls_scores, bbox_preds, data_samples)
-
-    def _flatten(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]):
-        """Levels -> (B, N, K) scores, (B, N, 4) boxes in input pixels,
-        (N, 2) points, (N,) strides, and the priors per level."""
-        featmap_sizes = [tuple(s.shape[-2:]) for s in cls_scores]
-        device = cls_scores[0].device
-        points, prior_strides = grid_priors(featmap_sizes, self.strides,
-                                            device)
-        scores = levels_to_priors(cls_scores)
-        boxes = levels_to_priors(bbox_preds) * prior_strides[None, :, None]
-        num_level_priors = [h * w for h, w in featmap_sizes]
-        return featmap_sizes, scores, boxes, points, prior_strides, \
-            num_level_priors
+             data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+        return self.loss_by_feat(*self(feats), data_samples)
 
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                     data_samples: List[DetDataSample]) -> dict:
-        """Losses of a batch.
+                     data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+        return self.criterion(cls_scores, bbox_preds, data_samples)
 
-        Warm-up (epoch < initial_epoch): ATSS on the anchors, focal loss with
-        hard labels normalised by the number of positives, GIoU weighted by
-        centerness. Then TAL: quality focal loss towards t-hat (eq. 11) and
-        GIoU weighted by t-hat, both normalised by the sum of t-hat. Every
-        normaliser is averaged over processes and clamped to at least 1.
-
-        With ``train_cfg.hard_labels`` (the paper's soft-vs-hard label
-        ablation) TAL still picks the positives, but the quality focal loss
-        targets 1 at them, every positive box has weight 1, and both losses
-        are normalised by the number of positives.
-        """
-        (featmap_sizes, scores, boxes, points, prior_strides,
-         num_level_priors) = self._flatten(cls_scores, bbox_preds)
-        B, N, K = scores.shape
-        gt_bboxes, gt_labels, gt_valid = pad_gt_instances(
-            [s.gt_instances for s in data_samples], scores.device)
-        prior_valid = batch_prior_valid(featmap_sizes, self.strides,
-                                        data_samples, scores.device)
-
-        warmup = self.epoch < self.initial_epoch
-        if warmup:
-            anchors = square_anchors(points, prior_strides, self.anchor_scale)
-            assign = self.initial_assigner.assign(
-                anchors, num_level_priors, gt_bboxes, gt_valid, prior_valid)
-        else:
-            assign = self.assigner.assign(
-                scores.detach(), boxes.detach(), points, gt_bboxes,
-                gt_labels, gt_valid, prior_valid, self.alpha, self.beta)
-
-        fg = assign.fg_mask  # (B, N)
-        pick = assign.gt_index.clamp(min=0)
-        labels = gt_labels.gather(1, pick).where(fg, K)  # (B, N), K = bg
-        target_boxes = gt_bboxes.gather(1, pick[..., None].expand(B, N, 4))
-
-        valid_scores = scores[prior_valid]  # (M, K)
-        valid_labels = labels[prior_valid]
-        pos_pred = boxes[fg]  # (P, 4), input pixels
-        pos_target = target_boxes[fg]
-        if warmup:
-            loss_cls = self.initial_loss_cls(
-                valid_scores, valid_labels, avg_factor=1.0)
-            cls_norm = fg.sum().float()
-            bbox_weight = centerness(points[None].expand(B, N, 2)[fg],
-                                     pos_target)
-        elif self.hard_labels:
-            loss_cls = self.loss_cls(
-                valid_scores, (valid_labels, fg[prior_valid].float()),
-                avg_factor=1.0)
-            cls_norm = fg.sum().float()
-            bbox_weight = pos_pred.new_ones(pos_pred.size(0))
-        else:
-            loss_cls = self.loss_cls(
-                valid_scores, (valid_labels, assign.metrics[prior_valid]),
-                avg_factor=1.0)
-            cls_norm = assign.metrics.sum()
-            bbox_weight = assign.metrics[fg]
-        bbox_norm = bbox_weight.sum()
-        # GIoU is scale invariant, so comparing in input pixels equals the
-        # stride units of the published code.
-        if pos_pred.numel() > 0:
-            loss_bbox = self.loss_bbox(
-                pos_pred, pos_target, bbox_weight, avg_factor=1.0)
-        else:
-            # Keep every regression parameter in the graph (DDP would hang
-            # waiting for their gradients otherwise).
-            loss_bbox = sum(b.sum() for b in bbox_preds) * 0
-        return dict(
-            loss_cls=loss_cls / global_normaliser(cls_norm),
-            loss_bbox=loss_bbox / global_normaliser(bbox_norm))
-
-    # ------------------------------------------------------------------ #
-    # Inference
-    # ------------------------------------------------------------------ #
     def predict(self, feats: Sequence[Tensor],
                 data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[InstanceData]:
-        cls_scores, bbox_preds = self(feats)
-        return self.predict_by_feat(cls_scores, bbox_preds,
+        return self.predict_by_feat(*self(feats),
                                     [s.metainfo for s in data_samples],
                                     rescale)
 
     def predict_by_feat(self, cls_scores: List[Tensor],
                         bbox_preds: List[Tensor], batch_img_metas: List[dict],
                         rescale: bool = True) -> List[InstanceData]:
-        """Detections per image.
-
-        Per level: (prior, class) pairs scoring above ``score_thr``, at most
-        ``nms_pre`` of them; then all levels together: boxes back to the
-        original image and clipped to it, class-aware NMS, the best
-        ``max_per_img``.
-        """
-        return predict_by_levels(cls_scores, bbox_preds, self.strides,
-                                 batch_img_metas, self.test_cfg, rescale)
+        return detections_from_levels(cls_scores, bbox_preds, self.strides,
+                                      batch_img_metas, self.test_cfg, rescale)
 

@@ -1,9 +1,10 @@
 from .cross_entropy_loss import CrossEntropyLoss
 from .dfl_loss import DistributionFocalLoss
-from .focal_loss import FocalLoss, QualityFocalLoss, weight_reduce_loss
+from .focal_loss import FocalLoss, QualityFocalLoss
 from .giou_loss import GIoULoss
+from .reduction import global_normaliser, weight_reduce_loss
 
 __all__ = [
     'FocalLoss', 'QualityFocalLoss', 'GIoULoss', 'weight_reduce_loss',
-    'DistributionFocalLoss', 'CrossEntropyLoss'
+    'global_normaliser', 'DistributionFocalLoss', 'CrossEntropyLoss'
 ]

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tood.registry import MODELS
-from .focal_loss import weight_reduce_loss
+from .reduction import weight_reduce_loss
 
 
 @MODELS.register_module()

@@ -3,7 +3,7 @@ GFL, 2020), on probabilities or logits.
 
 Both run in float32 with autocast off: binary cross entropy on
 probabilities is refused under autocast and loses precision in half
-precision (MMDetection issue 10203).
+precision (MMDetection issue 10203). Shapes: M samples, C classes.
 """
 from typing import Optional, Tuple, Union
 
@@ -12,32 +12,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tood.registry import MODELS
-
-
-def weight_reduce_loss(loss: Tensor,
-                       weight: Optional[Tensor] = None,
-                       avg_factor: Optional[Union[float, Tensor]] = None
-                       ) -> Tensor:
-    """Weight an elementwise loss, sum it, and divide by ``avg_factor``.
-
-    Args:
-        loss: (M, ...) elementwise loss of M samples.
-        weight: (M,) per-sample weight, or the shape of ``loss``.
-        avg_factor: the divisor; None means the number of samples M, i.e.
-            the mean over samples of their (class-summed) loss.
-    """
-    if weight is not None:
-        weight = weight.float()
-        loss = loss * weight.reshape(weight.shape + (1, ) *
-                                     (loss.dim() - weight.dim()))
-    if avg_factor is None:
-        avg_factor = max(loss.size(0), 1)
-    return loss.sum() / avg_factor
+from .reduction import weight_reduce_loss
 
 
 def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
     """(M,) labels with ``num_classes`` as background -> (M, C) float."""
     return F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
+
+
+def _probability_and_bce(pred: Tensor, target: Tensor,
+                         activated: bool) -> Tuple[Tensor, Tensor]:
+    """Probabilities and elementwise BCE of (M, C) probabilities or logits.
+
+    On probabilities torch clamps each log at -100, so p = 0 or 1 stays
+    finite.
+    """
+    if activated:
+        return pred, F.binary_cross_entropy(pred, target, reduction='none')
+    return pred.sigmoid(), F.binary_cross_entropy_with_logits(
+        pred, target, reduction='none')
 
 
 @MODELS.register_module()
@@ -67,32 +60,18 @@ class FocalLoss(nn.Module):
                 target: Tensor,
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
-        """
-        Args:
-            pred: (M, C) probabilities or logits.
-            target: (M,) long labels in [0, C], C meaning background.
-            weight: (M,) per-sample or (M, C) per-element weight.
-            avg_factor: normaliser; None averages over the M samples.
-        Returns:
-            Scalar float32 loss.
-        """
+        """(M, C) probabilities or logits, (M,) labels in [0, C] (C is
+        background), (M,) or (M, C) weights -> scalar float32 loss; a None
+        ``avg_factor`` averages over the M samples."""
         with torch.autocast(device_type=pred.device.type, enabled=False):
             pred = pred.float()
             onehot = _one_hot(target, pred.size(1))
-            if self.activated:
-                prob = pred
-                # torch clamps each log at -100, so p = 0 or 1 stays finite.
-                bce = F.binary_cross_entropy(pred, onehot, reduction='none')
-            else:
-                prob = pred.sigmoid()
-                bce = F.binary_cross_entropy_with_logits(
-                    pred, onehot, reduction='none')
+            prob, bce = _probability_and_bce(pred, onehot, self.activated)
             # (1 - p_t)^gamma == |t - p|^gamma for hard targets t.
             focal = (onehot - prob).abs().pow(self.gamma)
             alpha_t = self.alpha * onehot + (1 - self.alpha) * (1 - onehot)
-            loss = bce * alpha_t * focal
             return self.loss_weight * weight_reduce_loss(
-                loss, weight, avg_factor)
+                bce * alpha_t * focal, weight, avg_factor)
 
 
 @MODELS.register_module()
@@ -123,17 +102,9 @@ class QualityFocalLoss(nn.Module):
                 target: Tuple[Tensor, Tensor],
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
-        """
-        Args:
-            pred: (M, C) probabilities or logits.
-            target: ``(labels, scores)``: (M,) long labels in [0, C], C
-                meaning background, and (M,) float soft targets of the
-                labelled class (ignored for background).
-            weight: (M,) per-sample or (M, C) per-element weight.
-            avg_factor: normaliser; None averages over the M samples.
-        Returns:
-            Scalar float32 loss.
-        """
+        """(M, C) probabilities or logits and ``(labels, scores)``: (M,)
+        labels in [0, C] (C is background) and (M,) soft targets of the
+        labelled class -> scalar float32 loss."""
         labels, scores = target
         with torch.autocast(device_type=pred.device.type, enabled=False):
             pred = pred.float()
@@ -142,14 +113,7 @@ class QualityFocalLoss(nn.Module):
             # It is a target, so no gradient flows into it.
             soft = torch.where(onehot > 0, scores.detach().float()[:, None],
                                0.0)
-            if self.activated:
-                prob = pred
-                bce = F.binary_cross_entropy(pred, soft, reduction='none')
-            else:
-                prob = pred.sigmoid()
-                bce = F.binary_cross_entropy_with_logits(
-                    pred, soft, reduction='none')
+            prob, bce = _probability_and_bce(pred, soft, self.activated)
             # |0 - p| = p on negatives, so one expression covers both cases.
-            loss = bce * (soft - prob).abs().pow(self.beta)
             return self.loss_weight * weight_reduce_loss(
-                loss, weight, avg_factor)
+                bce * (soft - prob).abs().pow(self.beta), weight, avg_factor)

@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from tood.registry import MODELS
-from tood.structures import aligned_giou
-from .focal_loss import weight_reduce_loss
+from tood.structures import box_giou
+from .reduction import weight_reduce_loss
 
 
 @MODELS.register_module()
@@ -44,6 +44,6 @@ class GIoULoss(nn.Module):
             # No boxes: zero that still reaches every parameter of ``pred``.
             return pred.sum().float() * 0
         with torch.autocast(device_type=pred.device.type, enabled=False):
-            loss = 1 - aligned_giou(pred.float(), target.float(), self.eps)
+            loss = 1 - box_giou(pred.float(), target.float(), self.eps)
             return self.loss_weight * weight_reduce_loss(
                 loss, weight, avg_factor)

@@ -1,9 +1,19 @@
 import pytest
 import torch
 
-from tood.models.assigners import AssignResult, ATSSAssigner
+from tood.models.task_modules import AssignResult, ATSSAssigner, Priors
 from tood.registry import TASK_UTILS
-from tood.structures import aligned_iou
+from tood.structures import PaddedGT, box_iou
+
+
+def run(assigner, anchors, num_level_priors, gts, gt_valid, prior_valid):
+    """The assigner on plain tensors: (N, 4) anchors, priors per level,
+    (B, G, 4) GTs, (B, G) and (B, N) validity."""
+    priors = Priors((anchors[:, :2] + anchors[:, 2:]) / 2,
+                    torch.ones(anchors.size(0)), anchors,
+                    tuple((1, n) for n in num_level_priors), prior_valid)
+    labels = torch.zeros(gts.shape[:2], dtype=torch.long)
+    return assigner.assign(priors, PaddedGT(gts, labels, gt_valid))
 
 
 def grid_anchors(rows: int, cols: int, stride: float, size: float):
@@ -28,8 +38,7 @@ def assign_one_level(gts, prior_valid=None, gt_valid=None, topk=9):
         gt_valid = torch.ones(gts.shape[:2], dtype=torch.bool)
     if prior_valid is None:
         prior_valid = torch.ones(1, 16, dtype=torch.bool)
-    return ATSSAssigner(topk).assign(ANCHORS, [16], gts, gt_valid,
-                                     prior_valid)
+    return run(ATSSAssigner(topk), ANCHORS, [16], gts, gt_valid, prior_valid)
 
 
 def positives(result, img=0):
@@ -73,7 +82,7 @@ def test_centre_must_be_inside_by_margin():
                                        [5., 0., 15., 10.]]), far])
     assigner = ATSSAssigner(topk=27)
     for x2, expected in ((10.005, [0, -1]), (10.02, [0, 0])):
-        result = assigner.assign(anchors, [27],
+        result = run(assigner, anchors, [27],
                                  torch.tensor([[[0., 0., x2, 10.]]]),
                                  torch.ones(1, 1, dtype=torch.bool),
                                  torch.ones(1, 27, dtype=torch.bool))
@@ -136,7 +145,7 @@ def test_topk_larger_than_level():
     anchors = torch.tensor([[0., 0., 10., 10.], [5., 0., 15., 10.],
                             [20., 0., 30., 10.], [100., 100., 140., 140.]])
     gts = torch.tensor([[[0., 0., 10., 10.]]])
-    result = ATSSAssigner(9).assign(anchors, [3, 1], gts,
+    result = run(ATSSAssigner(9), anchors, [3, 1], gts,
                                     torch.ones(1, 1, dtype=torch.bool),
                                     torch.ones(1, 4, dtype=torch.bool))
     assert result.gt_index.tolist() == [[0, -1, -1, -1]]
@@ -144,7 +153,7 @@ def test_topk_larger_than_level():
     # threshold 0.953; a padded-in invalid candidate would change these.
     gts = torch.tensor([[[0., 0., 10., 10.], [4., 0., 16., 10.]]])
     prior_valid = torch.tensor([[True, True, False, True]])
-    result = ATSSAssigner(9).assign(anchors, [3, 1], gts,
+    result = run(ATSSAssigner(9), anchors, [3, 1], gts,
                                     torch.ones(1, 2, dtype=torch.bool),
                                     prior_valid)
     assert result.gt_index.tolist() == [[0, 1, -1, -1]]
@@ -153,7 +162,7 @@ def test_topk_larger_than_level():
 def test_no_gt_and_empty_batch_shapes():
     assigner = TASK_UTILS.build(dict(type='ATSSAssigner', topk=9))
     assert isinstance(assigner, ATSSAssigner)
-    result = assigner.assign(ANCHORS, [16], torch.zeros(2, 0, 4),
+    result = run(assigner, ANCHORS, [16], torch.zeros(2, 0, 4),
                              torch.zeros(2, 0, dtype=torch.bool),
                              torch.ones(2, 16, dtype=torch.bool))
     assert result.gt_index.shape == (2, 16)
@@ -183,7 +192,7 @@ def reference_atss(anchors, num_level_priors, gts, gt_valid, prior_valid,
                 cands.append(start + valid[dist.topk(k, largest=False)[1]])
                 start += n
             cands = torch.cat(cands)
-            ious = aligned_iou(anchors[cands], gt[None])
+            ious = box_iou(anchors[cands], gt[None])
             threshold = ious.mean() + (ious.std()
                                        if len(ious) > 1 else 0)
             for p, iou in zip(cands.tolist(), ious.tolist()):
@@ -223,13 +232,13 @@ def test_matches_reference(seed):
     prior_valid = ((centres[None, :, 0] < sizes[:, None, 0]) &
                    (centres[None, :, 1] < sizes[:, None, 1]))
 
-    result = ATSSAssigner(9).assign(anchors, num_level_priors, gts,
-                                    gt_valid, prior_valid)
+    result = run(ATSSAssigner(9), anchors, num_level_priors, gts, gt_valid,
+                 prior_valid)
     expected = reference_atss(anchors, num_level_priors, gts, gt_valid,
                               prior_valid)
     assert result.fg_mask.sum() > 0
     assert torch.equal(result.gt_index, expected)
     # Overlaps are the anchor IoUs of the assigned pairs.
     b, p = torch.nonzero(result.fg_mask, as_tuple=True)
-    ious = aligned_iou(anchors[p], gts[b, result.gt_index[b, p]])
+    ious = box_iou(anchors[p], gts[b, result.gt_index[b, p]])
     torch.testing.assert_close(result.overlaps[b, p], ious)

@@ -1,9 +1,20 @@
 import pytest
 import torch
 
-from tood.models.assigners.task_aligned_assigner import (TaskAlignedAssigner,
-                                                          pairwise_iou)
+from tood.models.task_modules import Priors, TaskAlignedAssigner
 from tood.registry import TASK_UTILS
+from tood.structures import PaddedGT, box_iou
+
+
+def run(assigner, scores, boxes, points, gts, labels, gt_valid, prior_valid):
+    """The assigner on plain tensors: (B, N, C) scores, (B, N, 4) boxes,
+    (N, 2) points, (B, G, 4) GTs, (B, G) labels and validity, (B, N) prior
+    validity."""
+    N = points.size(0)
+    priors = Priors(points, torch.ones(N), torch.zeros(N, 4), ((1, N), ),
+                    prior_valid)
+    return assigner.assign(priors, PaddedGT(gts, labels, gt_valid), scores,
+                           boxes)
 
 
 def reference_assign(scores, boxes, points, gts, labels, prior_valid, topk,
@@ -18,7 +29,7 @@ def reference_assign(scores, boxes, points, gts, labels, prior_valid, topk,
     u = torch.zeros(G, N)
     claims = [[] for _ in range(N)]
     for g in range(G):
-        iou_g = pairwise_iou(gts[g][None, None], boxes[None])[0, 0]
+        iou_g = box_iou(gts[g][None], boxes)
         u[g] = iou_g
         t[g] = scores[:, labels[g]]**alpha * iou_g**beta
         t_valid = torch.where(prior_valid, t[g], torch.tensor(-1.0))
@@ -79,9 +90,10 @@ def random_batch(seed, B=3, N=60, C=4, max_gts=5):
 def test_batched_equals_reference(seed, conflict):
     scores, boxes, points, gts, labels, gt_valid, prior_valid = random_batch(
         seed)
-    assigner = TaskAlignedAssigner(topk=7, conflict=conflict)
-    res = assigner.assign(scores, boxes, points, gts, labels, gt_valid,
-                          prior_valid, alpha=1.0, beta=2.0)
+    assigner = TaskAlignedAssigner(topk=7, alpha=1.0, beta=2.0,
+                                   conflict=conflict)
+    res = run(assigner, scores, boxes, points, gts, labels, gt_valid,
+              prior_valid)
     for b in range(scores.size(0)):
         n = int(gt_valid[b].sum())
         ref_index, ref_metric, ref_iou = reference_assign(
@@ -111,9 +123,9 @@ def test_known_positives_and_normalisation():
     # GT around the centre prior (10, 10): box (5, 5, 15, 15) == prediction
     gts = torch.tensor([[[5.0, 5.0, 15.0, 15.0]]])
     labels = torch.tensor([[1]])
-    res = TaskAlignedAssigner(topk=3).assign(
-        scores, boxes, points, gts, labels, torch.ones(1, 1, dtype=bool),
-        torch.ones(1, 9, dtype=bool), alpha=1, beta=6)
+    res = run(TaskAlignedAssigner(topk=3, alpha=1, beta=6), scores, boxes,
+              points, gts, labels, torch.ones(1, 1, dtype=bool),
+              torch.ones(1, 9, dtype=bool))
     # Only the centre prior's point is strictly inside the GT.
     assert res.gt_index.tolist() == [[-1, -1, -1, -1, 0, -1, -1, -1, -1]]
     # single positive: t-hat = t / t * max IoU = IoU = 1
@@ -125,9 +137,9 @@ def test_gt_without_prior_inside_gets_nothing():
     points, boxes = hand_case()
     scores = torch.full((1, 9, 1), 0.5)
     gts = torch.tensor([[[1.0, 1.0, 9.0, 9.0]]])  # contains no prior point
-    res = TaskAlignedAssigner(topk=13).assign(
-        scores, boxes, points, gts, torch.zeros(1, 1, dtype=torch.long),
-        torch.ones(1, 1, dtype=bool), torch.ones(1, 9, dtype=bool))
+    res = run(TaskAlignedAssigner(topk=13), scores, boxes, points, gts,
+              torch.zeros(1, 1, dtype=torch.long),
+              torch.ones(1, 1, dtype=bool), torch.ones(1, 9, dtype=bool))
     assert not res.fg_mask.any()
     assert res.metrics.abs().sum() == 0
 
@@ -144,10 +156,10 @@ def test_conflict_max_iou_vs_min_area():
     # make the big GT overlap the centre prediction more than the small one
     boxes = boxes.clone()
     boxes[0, 4] = torch.tensor([0.0, 0.0, 28.0, 28.0])
-    by_iou = TaskAlignedAssigner(topk=9, conflict='max_iou').assign(
-        scores, boxes, points, gts, labels, valid, pv, beta=1)
-    by_area = TaskAlignedAssigner(topk=9, conflict='min_area').assign(
-        scores, boxes, points, gts, labels, valid, pv, beta=1)
+    by_iou = run(TaskAlignedAssigner(topk=9, beta=1, conflict='max_iou'),
+                 scores, boxes, points, gts, labels, valid, pv)
+    by_area = run(TaskAlignedAssigner(topk=9, beta=1, conflict='min_area'),
+                  scores, boxes, points, gts, labels, valid, pv)
     assert by_iou.gt_index[0, 4].item() == 0
     assert by_area.gt_index[0, 4].item() == 1
 
@@ -158,10 +170,9 @@ def test_k_larger_than_priors_and_padded_slots():
     gts = torch.tensor([[[5.0, 5.0, 15.0, 15.0], [0, 0, 0, 0]],
                         [[5.0, 5.0, 15.0, 15.0], [5.0, 5.0, 15.0, 15.0]]])
     valid = torch.tensor([[True, False], [True, False]])
-    res = TaskAlignedAssigner(topk=100).assign(
-        scores, boxes.expand(2, 9, 4), points, gts,
-        torch.zeros(2, 2, dtype=torch.long), valid,
-        torch.ones(2, 9, dtype=bool))
+    res = run(TaskAlignedAssigner(topk=100), scores, boxes.expand(2, 9, 4),
+              points, gts, torch.zeros(2, 2, dtype=torch.long), valid,
+              torch.ones(2, 9, dtype=bool))
     # the padded slot of image 1 is a real-looking box and must be ignored
     assert res.gt_index.max().item() == 0
     assert res.fg_mask.sum(1).tolist() == [1, 1]
@@ -174,14 +185,13 @@ def test_invalid_priors_and_no_gts():
     pv = torch.ones(1, 9, dtype=bool)
     pv[0, 4] = False
     assigner = TASK_UTILS.build(dict(type='TaskAlignedAssigner', topk=13))
-    res = assigner.assign(scores, boxes, points, gts,
-                          torch.zeros(1, 1, dtype=torch.long),
-                          torch.ones(1, 1, dtype=bool), pv)
+    res = run(assigner, scores, boxes, points, gts,
+              torch.zeros(1, 1, dtype=torch.long),
+              torch.ones(1, 1, dtype=bool), pv)
     assert not res.fg_mask.any()
-    res = assigner.assign(scores, boxes, points, gts,
-                          torch.zeros(1, 1, dtype=torch.long),
-                          torch.zeros(1, 1, dtype=bool),
-                          torch.ones(1, 9, dtype=bool))
+    res = run(assigner, scores, boxes, points, gts,
+              torch.zeros(1, 1, dtype=torch.long),
+              torch.zeros(1, 1, dtype=bool), torch.ones(1, 9, dtype=bool))
     assert not res.fg_mask.any()
 
 
@@ -195,12 +205,12 @@ def test_inside_first_picks_candidates_among_inside_priors():
     scores = torch.full((1, 9, 1), 0.5)
     args = (scores, boxes, points, gts, torch.zeros(1, 1, dtype=torch.long),
             torch.ones(1, 1, dtype=bool), torch.ones(1, 9, dtype=bool))
-    after = TaskAlignedAssigner(topk=1).assign(*args)
+    after = run(TaskAlignedAssigner(topk=1), *args)
     assert not after.fg_mask.any()
-    before = TaskAlignedAssigner(topk=1, inside_first=True).assign(*args)
+    before = run(TaskAlignedAssigner(topk=1, inside_first=True), *args)
     assert before.gt_index.tolist() == [[-1, -1, -1, -1, 0, -1, -1, -1, -1]]
     # with k covering every prior both orders agree
-    wide = [TaskAlignedAssigner(topk=9, inside_first=f).assign(*args)
+    wide = [run(TaskAlignedAssigner(topk=9, inside_first=f), *args)
             for f in (False, True)]
     assert torch.equal(wide[0].gt_index, wide[1].gt_index)
 
@@ -212,9 +222,9 @@ def test_inside_first_equals_reference_on_inside_priors(seed):
     scores, boxes, points, gts, labels, _, prior_valid = random_batch(
         seed, max_gts=1)
     gt_valid = torch.ones(gts.shape[:2], dtype=torch.bool)
-    res = TaskAlignedAssigner(topk=5, inside_first=True).assign(
-        scores, boxes, points, gts, labels, gt_valid, prior_valid, alpha=1.0,
-        beta=2.0)
+    res = run(TaskAlignedAssigner(topk=5, alpha=1.0, beta=2.0,
+                                  inside_first=True),
+              scores, boxes, points, gts, labels, gt_valid, prior_valid)
     for b in range(scores.size(0)):
         x, y = points[:, 0], points[:, 1]
         x1, y1, x2, y2 = gts[b, 0]

@@ -1,0 +1,29 @@
+"""Fixtures shared by the whole suite."""
+from typing import Callable, Optional
+
+import pytest
+from mmengine.logging import MessageHub
+
+PROGRESS_KEYS = ('epoch', 'iter', 'max_epochs')
+
+
+@pytest.fixture
+def set_epoch() -> Callable[..., None]:
+    """Tell the model the training progress as a runner's train loop does,
+    through mmengine's MessageHub: ``set_epoch(4)`` (iteration 100 per
+    epoch, 12 epochs unless given). Restored after the test."""
+    hub = MessageHub.get_current_instance()
+    saved = {key: hub.get_info(key) for key in PROGRESS_KEYS}
+
+    def set_progress(epoch: int, iteration: Optional[int] = None,
+                     max_epochs: int = 12) -> None:
+        hub.update_info('epoch', epoch)
+        hub.update_info('iter', epoch * 100 if iteration is None else iteration)
+        hub.update_info('max_epochs', max_epochs)
+
+    yield set_progress
+    for key, value in saved.items():
+        if value is None:
+            hub.pop_info(key, None)
+        else:
+            hub.update_info(key, value)

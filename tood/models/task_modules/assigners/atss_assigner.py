@@ -1,0 +1,129 @@
+"""Adaptive Training Sample Selection (Zhang et al., CVPR 2020).
+
+TOOD uses it on the anchor boxes for its warm-up epochs. Shapes: B images,
+N priors of all levels, G padded GT slots, k candidates per GT (topk per
+level, levels concatenated). The candidate search runs image by image over
+cache-sized chunks of GTs, so its memory does not grow with G times N.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from tood.registry import TASK_UTILS
+from tood.structures import PaddedGT, box_iou, points_inside_boxes
+
+from .assign_result import AssignResult, resolve_claims
+
+
+@TASK_UTILS.register_module()
+class ATSSAssigner:
+    """Assign priors to GTs with an IoU threshold adapted to each GT.
+
+    For every GT: per pyramid level, the ``topk`` valid priors whose anchor
+    centres are nearest the GT centre are candidates; the threshold is the
+    mean plus the unbiased standard deviation of the candidates' anchor
+    IoUs; a candidate is positive if its IoU reaches the threshold and its
+    anchor centre lies strictly inside the GT. A prior claimed by several
+    GTs goes to the one with the highest IoU (ties: lowest GT index).
+
+    Args:
+        topk: candidates per level and GT.
+    """
+
+    def __init__(self, topk: int = 9) -> None:
+        if not (isinstance(topk, int) and topk >= 1):
+            raise ValueError(f'topk must be a positive integer, got {topk!r}')
+        self.topk = topk
+
+    @torch.no_grad()
+    def assign(self, priors, gt: PaddedGT,
+               pred_scores: Optional[Tensor] = None,
+               pred_bboxes: Optional[Tensor] = None) -> AssignResult:
+        """Assign the priors of a batch on their anchors (``priors.anchors``,
+        ``num_level_priors``, ``valid``); the predictions are not used.
+
+        Returns:
+            AssignResult with ``metrics`` equal to ``overlaps``, the anchor
+            IoU.
+        """
+        anchors, prior_valid = priors.anchors, priors.valid
+        (B, G), N = gt.labels.shape, anchors.size(0)
+        if G == 0 or N == 0:
+            none = torch.full((B, N), -1, dtype=torch.long,
+                              device=anchors.device)
+            zeros = anchors.new_zeros((B, N))
+            return AssignResult(none, none >= 0, zeros, zeros.clone())
+        anchor_centres = (anchors[:, :2] + anchors[:, 2:]) * 0.5
+        gt_centres = (gt.bboxes[..., :2] + gt.bboxes[..., 2:]) * 0.5
+        # Candidates: per level the nearest valid priors, image by image;
+        # padded GT slots keep no valid candidate.
+        k = sum(min(self.topk, n) for n in priors.num_level_priors)
+        cand_idx = gt.labels.new_zeros((B, G, k))
+        cand_valid = gt.valid.new_zeros((B, G, k))
+        for b in range(B):
+            slots = gt.valid[b].nonzero().squeeze(1)
+            if slots.numel() > 0:
+                cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
+                    anchor_centres, priors.num_level_priors,
+                    gt_centres[b, slots], prior_valid[b])
+        gt_boxes = gt.bboxes[:, :, None, :]
+        ious = box_iou(anchors[cand_idx], gt_boxes)  # (B, G, k)
+        # Mean and unbiased std over each GT's valid candidates. With a
+        # single candidate the std is taken as 0 (torch.std would give NaN
+        # and silently drop the GT).
+        weight = cand_valid.to(ious.dtype)
+        count = weight.sum(-1, keepdim=True)
+        mean = (ious * weight).sum(-1, keepdim=True) / count.clamp(min=1)
+        var = ((ious - mean).square() * weight).sum(
+            -1, keepdim=True) / (count - 1).clamp(min=1)
+        inside = points_inside_boxes(anchor_centres[cand_idx], gt_boxes)
+        positive = cand_valid & (ious >= mean + var.sqrt()) & inside
+        gt_index, _, best_iou = resolve_claims(positive, ious, cand_idx, N)
+        overlaps = torch.where(gt_index >= 0, best_iou, 0.0)
+        return AssignResult(gt_index, gt_index >= 0, overlaps,
+                            overlaps.clone())
+
+    def _nearest(self, anchor_centres: Tensor, num_level_priors: List[int],
+                 gt_centres: Tensor,
+                 prior_valid: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per level, the ``topk`` valid priors nearest each GT centre.
+
+        Args:
+            anchor_centres: (N, 2); gt_centres: (G, 2); prior_valid: (N, ).
+        Returns:
+            (G, k) prior indices, level after level, and whether each one is
+            valid (a level with fewer than topk valid priors still fills its
+            slots; the invalid ones are masked out).
+        """
+        cand_idx, cand_valid = [], []
+        start = 0
+        for level_size in num_level_priors:
+            end = start + level_size
+            k = min(self.topk, level_size)
+            if k > 0:
+                cx, cy = anchor_centres[start:end].t().contiguous()
+                level_valid = prior_valid[start:end]
+                # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
+                # a few large ones on a GPU.
+                budget = (1 << 18) if cx.device.type == 'cpu' else (1 << 23)
+                rows = max(1, budget // level_size)
+                idx = torch.cat([
+                    _level_topk(gt_centres[s:s + rows], cx, cy, level_valid, k)
+                    for s in range(0, gt_centres.size(0), rows)
+                ])
+                cand_valid.append(level_valid[idx])
+                cand_idx.append(idx + start)
+            start = end
+        return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)
+
+
+def _level_topk(gt_centres: Tensor, cx: Tensor, cy: Tensor,
+                level_valid: Tensor, k: int) -> Tensor:
+    """(R, 2) GT centres, (L,) prior centres -> (R, k) the nearest valid
+    priors (invalid ones only where fewer than k are valid)."""
+    dist = gt_centres[:, 0, None] - cx  # (R, L); squared is enough
+    dist.square_()
+    dist += (gt_centres[:, 1, None] - cy).square_()
+    dist.masked_fill_(~level_valid, float('inf'))
+    return dist.topk(k, dim=-1, largest=False).indices

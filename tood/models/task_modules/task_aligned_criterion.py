@@ -1,0 +1,181 @@
+"""Task-aligned Learning (Sec. 3.2 of the TOOD paper): assignment, targets
+and losses of a dense head, with the ATSS warm-up that comes first.
+
+A head that predicts class probabilities and boxes on the prior grid holds
+one ``TaskAlignedCriterion`` and hands it its per-level outputs. The T-Head
+and the parallel head of the paper's head comparison both train this way,
+so comparing them changes the head and nothing else.
+
+Shapes: B images, N priors of all levels, K classes, P positives.
+"""
+from typing import Dict, List, Optional, Sequence
+
+from mmengine.logging import MessageHub, print_log
+from torch import Tensor, nn
+
+from tood.errors import ConfigError
+from tood.registry import MODELS, TASK_UTILS
+from tood.structures import DetDataSample, PaddedGT, centerness
+
+from ..losses import global_normaliser
+from .priors import levels_to_priors, make_priors
+
+
+class TaskAlignedCriterion(nn.Module):
+    """Losses of a batch, after the ATSS warm-up with TAL (eq. 9-11).
+
+    Warm-up: ATSS on the anchors, focal loss with hard labels normalised by
+    the number of positives, GIoU weighted by the centerness target. Then
+    TAL: quality focal loss towards t-hat (eq. 11) and GIoU weighted by
+    t-hat, both normalised by the sum of t-hat. Every normaliser is averaged
+    over processes and clamped to at least 1.
+
+    The warm-up lasts ``initial_epoch`` epochs, or ``initial_iter``
+    iterations when that is set (needed under an iteration-based loop,
+    which has no epochs). The progress is read from mmengine's
+    ``MessageHub``, which a runner's train loop keeps up to date (also
+    after ``--resume`` and in every process), so no hook has to be listed.
+
+    Args:
+        num_classes: K.
+        strides: strides of the pyramid levels.
+        anchor_scale: side of the ATSS anchors, in strides.
+        train_cfg: ``initial_epoch`` (4), ``initial_iter`` (None),
+            ``initial_assigner``, ``assigner`` (built with ``alpha`` and
+            ``beta`` of eq. 9) and ``hard_labels`` (the paper's ablation:
+            TAL picks the positives, but they are trained towards 1 with
+            box weight 1, normalised by the number of positives).
+        initial_loss_cls, loss_cls, loss_bbox: the warm-up's
+            classification loss (focal loss), TAL's (quality focal loss,
+            eq. 11) and the box loss (GIoU, weight 2); all take
+            probabilities.
+    """
+
+    def __init__(self, num_classes: int, strides: Sequence[int],
+                 anchor_scale: float, train_cfg: dict,
+                 initial_loss_cls: Optional[dict] = None,
+                 loss_cls: Optional[dict] = None,
+                 loss_bbox: Optional[dict] = None) -> None:
+        super().__init__()
+        self.num_classes, self.strides = num_classes, tuple(strides)
+        self.anchor_scale = anchor_scale
+        self.initial_epoch = train_cfg.get('initial_epoch', 4)
+        self.initial_iter: Optional[int] = train_cfg.get('initial_iter')
+        for key in ('initial_epoch', 'initial_iter'):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, int)
+                                          and value >= 0):
+                raise ConfigError(f'model.train_cfg.{key} must be a whole '
+                                  f'number >= 0, got {value!r}')
+        self.hard_labels = train_cfg.get('hard_labels', False)
+        # alpha and beta of eq. (9) sit in train_cfg, as in MMDetection's
+        # configs; the task-aligned assigner gets them when it is built.
+        assigner = dict(train_cfg['assigner'])
+        for key, default in (('alpha', 1), ('beta', 6)):
+            value = train_cfg.get(key, default)
+            if assigner.setdefault(key, value) != value:
+                raise ConfigError(
+                    f'model.train_cfg.{key}={value} and model.train_cfg.'
+                    f'assigner.{key}={assigner[key]} disagree: set it once, '
+                    f'in model.train_cfg.{key}.')
+        self.initial_assigner = build_at(TASK_UTILS,
+                                         train_cfg['initial_assigner'],
+                                         'model.train_cfg.initial_assigner')
+        self.assigner = build_at(TASK_UTILS, assigner,
+                                 'model.train_cfg.assigner')
+        self.initial_loss_cls = MODELS.build(initial_loss_cls or dict(
+            type='FocalLoss', activated=True, gamma=2.0, alpha=0.25))
+        self.loss_cls = MODELS.build(
+            loss_cls or dict(type='QualityFocalLoss', activated=True, beta=2.0))
+        self.loss_bbox = MODELS.build(
+            loss_bbox or dict(type='GIoULoss', loss_weight=2.0))
+        self._was_warming_up: Optional[bool] = None
+
+    def warming_up(self) -> bool:
+        """Whether this training step belongs to the ATSS warm-up."""
+        hub = MessageHub.get_current_instance()
+        epoch, iteration = hub.get_info('epoch'), hub.get_info('iter')
+        if iteration is None:
+            raise RuntimeError(
+                'The TOOD loss reads the training progress (epoch and '
+                "iteration) from mmengine's MessageHub, which a Runner's train "
+                'loop sets. Outside a runner, set it first, e.g. '
+                "MessageHub.get_current_instance().update_info('epoch', 5) "
+                "and update_info('iter', 500).")
+        if self.initial_iter is not None:
+            warmup = iteration < self.initial_iter
+        elif hub.get_info('max_epochs') == 1 and self.initial_epoch >= 1:
+            raise ConfigError(
+                f'model.train_cfg.initial_epoch={self.initial_epoch}: this '
+                'run has a single epoch (an iteration-based loop such as '
+                'IterBasedTrainLoop counts as one), so the ATSS warm-up would '
+                'never end. Set model.train_cfg.initial_iter to the number of '
+                'warm-up iterations, or initial_epoch=0 for none.')
+        else:
+            warmup = (epoch or 0) < self.initial_epoch
+        if warmup != self._was_warming_up:
+            print_log(
+                f'Epoch {epoch}, iteration {iteration}: ' +
+                ('ATSS warm-up assignment' if warmup else
+                 'task-aligned assignment (TAL)'), logger='current')
+            self._was_warming_up = warmup
+        return warmup
+
+    def forward(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+        """``loss_cls`` and ``loss_bbox`` from the per-level outputs: (B, K,
+        H, W) probabilities and (B, 4, H, W) boxes in stride units."""
+        device = cls_scores[0].device
+        priors = make_priors([s.shape[-2:] for s in cls_scores], self.strides,
+                             self.anchor_scale, data_samples, device)
+        scores = levels_to_priors(cls_scores)  # (B, N, K)
+        boxes = levels_to_priors(bbox_preds) * priors.strides[:, None]
+        gt = PaddedGT.from_samples(data_samples, device)
+        warmup = self.warming_up()
+        if warmup:
+            assign = self.initial_assigner.assign(priors, gt)
+        else:
+            assign = self.assigner.assign(priors, gt, scores.detach(),
+                                          boxes.detach())
+        labels, target_boxes = assign.targets(gt, self.num_classes)
+        fg, valid = assign.fg_mask, priors.valid  # (B, N)
+        pos_target = target_boxes[fg]  # (P, 4)
+        if warmup:
+            loss_cls = self.initial_loss_cls(
+                scores[valid], labels[valid], avg_factor=1.0)
+            cls_norm = fg.sum().float()
+            bbox_weight = centerness(priors.points.expand_as(boxes[..., :2])[fg],
+                                     pos_target)
+        elif self.hard_labels:
+            loss_cls = self.loss_cls(
+                scores[valid], (labels[valid], fg[valid].float()),
+                avg_factor=1.0)
+            cls_norm = fg.sum().float()
+            bbox_weight = pos_target.new_ones(pos_target.size(0))
+        else:
+            loss_cls = self.loss_cls(
+                scores[valid], (labels[valid], assign.metrics[valid]),
+                avg_factor=1.0)
+            cls_norm = assign.metrics.sum()
+            bbox_weight = assign.metrics[fg]
+        # GIoU is scale invariant, so comparing in input pixels equals the
+        # stride units of the published code.
+        if pos_target.numel() > 0:
+            loss_bbox = self.loss_bbox(
+                boxes[fg], pos_target, bbox_weight, avg_factor=1.0)
+        else:
+            # Keep every regression parameter in the graph (DDP would hang
+            # waiting for their gradients otherwise).
+            loss_bbox = boxes.sum() * 0
+        return dict(
+            loss_cls=loss_cls / global_normaliser(cls_norm),
+            loss_bbox=loss_bbox / global_normaliser(bbox_weight.sum()))
+
+
+def build_at(registry, cfg: dict, key: str):
+    """Build ``cfg`` from ``registry``; a bad value becomes a ConfigError
+    naming its config key."""
+    try:
+        return registry.build(cfg)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f'{key}: {error}') from error
