@@ -1,12 +1,12 @@
 """Datasets, transforms and samplers of the tood scope."""
-import importlib.util
-
+from . import shapes  # noqa: F401  (registers ShapesDataset)
+from .base_det_dataset import BaseDetDataset
 from .coco import COCO_CLASSES, CocoDataset
 from .samplers import AspectRatioBatchSampler
 from .transforms import *  # noqa: F401,F403
+from .voc import VOC_CLASSES, VOCDataset
 
-__all__ = ['COCO_CLASSES', 'CocoDataset', 'AspectRatioBatchSampler']
-
-# The procedural dataset is written separately and may not exist yet.
-if importlib.util.find_spec(f'{__name__}.shapes') is not None:
-    from . import shapes  # noqa: F401
+__all__ = [
+    'BaseDetDataset', 'COCO_CLASSES', 'CocoDataset', 'VOC_CLASSES',
+    'VOCDataset', 'AspectRatioBatchSampler'
+]

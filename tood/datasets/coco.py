@@ -9,12 +9,12 @@ from numbers import Real
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mmengine import fileio
-from mmengine.dataset import BaseDataset
 from mmengine.fileio import join_path
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
 
-from tood.errors import AnnotationError, ImageLoadError
+from tood.datasets.base_det_dataset import BaseDetDataset
+from tood.errors import AnnotationError
 from tood.registry import DATASETS
 
 COCO_CLASSES = (
@@ -296,7 +296,7 @@ def clean_box(bbox: Sequence[float], area: float, width: float,
 
 
 @DATASETS.register_module()
-class CocoDataset(BaseDataset):
+class CocoDataset(BaseDetDataset):
     """Images and boxes of a COCO-format json file.
 
     The classes come from ``metainfo['classes']`` (default: COCO's 80) and
@@ -341,13 +341,6 @@ class CocoDataset(BaseDataset):
     """
 
     METAINFO = dict(classes=COCO_CLASSES, palette=make_palette(80))
-
-    def __init__(self,
-                 *args,
-                 backend_args: Optional[dict] = None,
-                 **kwargs) -> None:
-        self.backend_args = backend_args
-        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> List[dict]:
         data = read_coco_json(self.ann_file, self.backend_args)
@@ -414,38 +407,3 @@ class CocoDataset(BaseDataset):
             height=height,
             width=width,
             instances=instances)
-
-    def prepare_data(self, idx: int) -> Any:
-        """The pipeline's output for image ``idx``; None (mmengine then
-        draws another image) for an unreadable image while training."""
-        try:
-            return super().prepare_data(idx)
-        except ImageLoadError as error:
-            if self.test_mode:
-                raise
-            print_log(
-                f'skipping an image while training: {error}',
-                logger='current',
-                level=logging.WARNING)
-            return None
-
-    def filter_data(self) -> List[dict]:
-        if self.test_mode or not self.filter_cfg:
-            return self.data_list
-        filter_empty_gt = self.filter_cfg.get('filter_empty_gt', False)
-        min_size = self.filter_cfg.get('min_size', 0)
-        kept = []
-        for info in self.data_list:
-            if filter_empty_gt and all(inst['ignore_flag']
-                                       for inst in info['instances']):
-                continue
-            if min(info['width'], info['height']) < min_size:
-                continue
-            kept.append(info)
-        return kept
-
-    def get_cat_ids(self, idx: int) -> List[int]:
-        """Labels (not category ids, as in MMDetection) of image ``idx``."""
-        return [
-            inst['bbox_label'] for inst in self.get_data_info(idx)['instances']
-        ]
