@@ -166,9 +166,9 @@ def test_compare_on_real_data_draws_each_variant_from_its_loader(
         '--device', 'cpu', '--threads', '1', '--out', out, '--real-data',
         '3', '--compare', VARIANT, '--cfg-options',
         f'train_dataloader.dataset.data_root={root}',
-        'train_dataloader.dataset.num_train=6',
-        'train_dataloader.dataset.num_val=2',
-        'train_dataloader.dataset.img_size=64', 'train_dataloader.batch_size=2'
+        f'data_preparer.data_root={root}', 'data_preparer.num_train=6',
+        'data_preparer.num_val=2', 'data_preparer.img_size=64',
+        'train_dataloader.batch_size=2'
     ])
     with open(out) as f:
         result = json.load(f)['result']

@@ -1,12 +1,14 @@
-"""Datasets, transforms and samplers of the tood scope."""
+"""Datasets, transforms, samplers and data preparers of the tood scope."""
 from . import shapes  # noqa: F401  (registers ShapesDataset)
 from .base_det_dataset import BaseDetDataset
 from .coco import COCO_CLASSES, CocoDataset
+from .preparers import DATA_PREPARERS, ShapesPreparer, prepare_data
 from .samplers import AspectRatioBatchSampler
 from .transforms import *  # noqa: F401,F403
 from .voc import VOC_CLASSES, VOCDataset
 
 __all__ = [
     'BaseDetDataset', 'COCO_CLASSES', 'CocoDataset', 'VOC_CLASSES',
-    'VOCDataset', 'AspectRatioBatchSampler'
+    'VOCDataset', 'AspectRatioBatchSampler', 'DATA_PREPARERS',
+    'ShapesPreparer', 'prepare_data'
 ]

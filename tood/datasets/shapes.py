@@ -7,9 +7,20 @@ format, so the ordinary COCO dataset, metric and tools apply unchanged::
 
     python -m tood.datasets.shapes data/shapes
 
-or, from a config, ``dict(type='ShapesDataset', data_root='data/shapes',
-ann_file='annotations/instances_train.json')``, which generates the set on
-first use.
+or, from a config, with a ``data_preparer`` beside ordinary COCO datasets
+(``configs/_base_/datasets/shapes_detection.py``; the tools draw the set
+first when it is missing, see ``tood.datasets.preparers``)::
+
+    data_preparer = dict(type='ShapesPreparer', data_root='data/shapes/')
+    train_dataloader = dict(dataset=dict(
+        type='CocoDataset', data_root='data/shapes/',
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/')))
+
+``ShapesDataset`` below, which draws the set when it is built, is a
+shortcut for scripts and tests; configs keep the drawing out of their
+datasets, so that pointing a derived config at other data leaves no
+generator arguments behind.
 
 What makes it a detection task rather than a toy:
 
@@ -619,7 +630,9 @@ def prepare_shapes(root: str, **kwargs) -> None:
 
 
 class ShapesDataset(CocoDataset):
-    """The procedural shapes set, generated on first use.
+    """The procedural shapes set, generated on first use (a shortcut for
+    scripts and tests; configs use ``CocoDataset`` with a ``ShapesPreparer``,
+    see the module docstring).
 
     If ``ann_file`` does not exist, the whole set (both splits) is generated
     at ``data_root`` with the arguments below, then loaded as any COCO file.
@@ -658,19 +671,27 @@ class ShapesDataset(CocoDataset):
             raise FileNotFoundError(
                 f'{ann_path} is not part of the generated set: use '
                 'annotations/instances_train.json or instances_val.json')
-        self._warn_if_different(ann_path, wanted)
+        self.warn_if_different(ann_path, wanted)
         if 'data_prefix' not in kwargs:
             split = osp.splitext(osp.basename(ann_path))[0].split('_')[-1]
             kwargs['data_prefix'] = dict(img=f'{split}/')
         super().__init__(ann_file=ann_file, data_root=data_root, **kwargs)
 
+    @classmethod
+    def config_paths(cls, dataset_cfg: dict) -> List[str]:
+        """Nothing needs to exist beforehand: the set is drawn on first use
+        (see ``tood.datasets.preparers.dataset_config_paths``)."""
+        return []
+
     @staticmethod
-    def _warn_if_different(ann_path: str, wanted: Dict[str, int]) -> None:
+    def warn_if_different(ann_path: str, wanted: Dict[str, int]) -> None:
+        """Warn if the set of ``ann_path`` was drawn with arguments other
+        than ``wanted`` (those the file's ``info`` records)."""
         with open(ann_path) as f:
             info = json.load(f).get('info', {})
         different = {
             k: info.get(k)
-            for k, v in wanted.items() if info.get(k) != v
+            for k, v in wanted.items() if k in info and info.get(k) != v
         }
         if different:
             print_log(

@@ -5,9 +5,6 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
-# Datasets that make their images themselves and need no files.
-GENERATED_DATASETS = ('ShapesDataset', )
-
 
 def _has_key(cfg: Any, dotted_key: str) -> bool:
     """Whether ``dotted_key`` ('a.b.0.c') names an existing config entry."""
@@ -64,48 +61,22 @@ def load_config(path: str,
     return cfg
 
 
-def _innermost_dataset(dataset_cfg: dict) -> dict:
-    # Wrappers such as RepeatDataset or ClassBalancedDataset keep the real
-    # dataset under 'dataset'.
-    while isinstance(dataset_cfg.get('dataset'), dict):
-        dataset_cfg = dataset_cfg['dataset']
-    return dataset_cfg
-
-
 def missing_dataset_files(cfg: Config, stages: List[str]) -> List[str]:
-    """Paths that the given stages need but that do not exist.
+    """Paths that the given stages need but that do not exist, after the
+    config's ``data_preparer`` (if any) has made the data it makes.
 
     Args:
         cfg: The full config.
-        stages: Any of 'train', 'val', 'test': the dataset of
-            ``<stage>_dataloader`` and the ``ann_file`` of
-            ``<stage>_evaluator`` are checked, unless the dataset generates
-            itself.
+        stages: Any of 'train', 'val', 'test': what the dataset of
+            ``<stage>_dataloader`` reads (``ann_file`` and ``data_prefix``
+            folders, or what its class says, see
+            ``tood.datasets.preparers.stage_paths``) and the ``ann_file``
+            of ``<stage>_evaluator``.
     """
-    paths = []
-    for stage in stages:
-        loader_cfg = cfg.get(f'{stage}_dataloader')
-        if not loader_cfg or 'dataset' not in loader_cfg:
-            continue
-        dataset = _innermost_dataset(loader_cfg['dataset'])
-        if dataset.get('type') in GENERATED_DATASETS:
-            # It writes its annotation file, which the metric then reads.
-            continue
-        data_root = dataset.get('data_root') or ''
-        if dataset.get('ann_file'):
-            paths.append(osp.join(data_root, dataset['ann_file']))
-        img_prefix = (dataset.get('data_prefix') or {}).get('img')
-        if img_prefix is not None:
-            paths.append(osp.join(data_root, img_prefix))
-        evaluators = cfg.get(f'{stage}_evaluator') or []
-        if isinstance(evaluators, dict):
-            evaluators = [evaluators]
-        paths += [e['ann_file'] for e in evaluators if e.get('ann_file')]
-    missing = []
-    for path in paths:
-        if not osp.exists(path) and path not in missing:
-            missing.append(path)
-    return missing
+    # Imported here: the datasets pull in pycocotools and OpenCV.
+    from tood.datasets.preparers import prepare_data, stage_paths
+    prepare_data(cfg, stages)
+    return [path for path in stage_paths(cfg, stages) if not osp.exists(path)]
 
 
 def dataset_missing_message(cfg: Config, missing: List[str]) -> str:
@@ -124,4 +95,7 @@ def dataset_missing_message(cfg: Config, missing: List[str]) -> str:
         'train_dataloader.dataset.data_root=/path/to/coco/ '
         'val_dataloader.dataset.data_root=/path/to/coco/ '
         'val_evaluator.ann_file=/path/to/coco/annotations/'
-        'instances_val2017.json')
+        'instances_val2017.json\n'
+        'With internet access, python tools/misc/download_dataset.py '
+        '{coco2017,voc2007,voc2012,bccd} fetches a public dataset into data/ '
+        '(docs/data.md).')

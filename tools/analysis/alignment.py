@@ -29,6 +29,7 @@ from mmengine.runner import load_checkpoint
 from tood.analysis.alignment import (DEFINITIONS, analyse_dataset,
                                      markdown_table, write_json)
 from tood.engine import load_config
+from tood.datasets import prepare_data
 from tood.errors import UnsafeCheckpointError
 from tood.registry import DATASETS, MODELS
 from tood.utils import register_all_modules
@@ -128,6 +129,8 @@ def main(argv=None) -> None:
     except UnsafeCheckpointError as error:
         sys.exit(str(error))
     model.to(args.device).eval()
+    # The shapes data is drawn first if the config's preparer makes it.
+    prepare_data(cfg, ['val'])
     dataset = DATASETS.build(analysis_dataset_cfg(cfg.val_dataloader))
 
     rows, summary = analyse_dataset(

@@ -60,6 +60,7 @@ from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
                                      benchmark_train, compare_train,
                                      machine_info)
 from tood.engine import load_config, setup_amp
+from tood.datasets import prepare_data
 from tood.errors import UnsafeCheckpointError
 from tood.registry import MODELS, TASK_UTILS
 from tood.utils import register_all_modules
@@ -235,6 +236,8 @@ def run_compare(args, device, shape, batch_size, num_gts,
         cfg = load_config(args.config, options)
         variants[name] = build_for_training(args, cfg, device)
         if args.real_data:
+            # The shapes data is drawn first if the config's preparer makes it.
+            prepare_data(cfg, ['train'])
             loaders[name] = Runner.build_dataloader(
                 copy.deepcopy(cfg.train_dataloader),
                 seed=cfg.get('randomness', {}).get('seed'))
