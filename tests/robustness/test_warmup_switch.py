@@ -77,18 +77,20 @@ def test_switch_after_resume(shapes, tmp_path):
     assert phases(work) == {i: i < 8 for i in range(4, 12)}
 
 
+@pytest.fixture(scope='module')
+def ddp_work(shapes, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp('ddp')
+    work = str(tmp_path / 'work')
+    code, out = train(shapes, config(tmp_path), work,
+                      'train_dataloader.batch_size=1', nproc=2)
+    assert code == 0, out
+    return work
+
+
 @pytest.mark.parametrize('rank', [0, 1])
-def test_switch_in_every_process(shapes, tmp_path_factory, rank, request):
-    work = request.config.cache.get('tood/switch_ddp_work', None)
-    if work is None or not osp.exists(osp.join(work, 'phases_rank1.json')):
-        tmp_path = tmp_path_factory.mktemp('ddp')
-        work = str(tmp_path / 'work')
-        code, out = train(shapes, config(tmp_path), work,
-                          'train_dataloader.batch_size=1', nproc=2)
-        assert code == 0, out
-        request.config.cache.set('tood/switch_ddp_work', work)
+def test_switch_in_every_process(ddp_work, rank):
     # 8 images over 2 processes x 1 image: 4 iterations per epoch.
-    assert phases(work, rank) == {i: i < 4 for i in range(8)}
+    assert phases(ddp_work, rank) == {i: i < 4 for i in range(8)}
 
 
 ITER_LOOP = dict(

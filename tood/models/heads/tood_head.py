@@ -84,8 +84,7 @@ class TaskDecomposition(nn.Module):
     def __init__(self, feat_channels: int, stacked_convs: int,
                  norm_cfg: Optional[dict], use_layer_attention: bool = True):
         super().__init__()
-        self.feat_channels = feat_channels
-        self.stacked_convs = stacked_convs
+        self.feat_channels, self.stacked_convs = feat_channels, stacked_convs
         in_channels = feat_channels * stacked_convs
         self.use_layer_attention = use_layer_attention
         if use_layer_attention:
@@ -149,27 +148,20 @@ class TOODHead(BaseModule):
             ``max_per_img``.
     """
 
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int,
-                 feat_channels: int = 256,
-                 stacked_convs: int = 6,
-                 num_dcn: int = 0,
-                 anchor_type: str = 'anchor_free',
-                 strides: Sequence[int] = (8, 16, 32, 64, 128),
-                 anchor_scale: float = 8,
-                 bbox_coder_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
-                 norm_cfg: Optional[dict] = dict(
-                     type='GN', num_groups=32, requires_grad=True),
-                 use_layer_attention: bool = True,
-                 use_cls_prob: bool = True,
-                 use_reg_offset: bool = True,
-                 initial_loss_cls: Optional[dict] = None,
-                 loss_cls: Optional[dict] = None,
-                 loss_bbox: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
+    def __init__(
+            self, num_classes: int, in_channels: int,
+            feat_channels: int = 256, stacked_convs: int = 6,
+            num_dcn: int = 0, anchor_type: str = 'anchor_free',
+            strides: Sequence[int] = (8, 16, 32, 64, 128),
+            anchor_scale: float = 8,
+            bbox_coder_stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+            norm_cfg: Optional[dict] = dict(type='GN', num_groups=32),
+            use_layer_attention: bool = True, use_cls_prob: bool = True,
+            use_reg_offset: bool = True,
+            initial_loss_cls: Optional[dict] = None,
+            loss_cls: Optional[dict] = None, loss_bbox: Optional[dict] = None,
+            train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+            init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         check_dense_head_args(num_classes, in_channels, feat_channels,
                               stacked_convs, anchor_type, strides, norm_cfg)
@@ -179,13 +171,10 @@ class TOODHead(BaseModule):
         # C / 4.
         check_value(feat_channels >= 8, 'model.bbox_head.feat_channels',
                     'at least 8', feat_channels)
-        self.num_classes = num_classes
-        self.anchor_type = anchor_type
-        self.strides = tuple(strides)
-        self.anchor_scale = anchor_scale
+        self.num_classes, self.anchor_type = num_classes, anchor_type
+        self.strides, self.anchor_scale = tuple(strides), anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
-        self.use_cls_prob = use_cls_prob
-        self.use_reg_offset = use_reg_offset
+        self.use_cls_prob, self.use_reg_offset = use_cls_prob, use_reg_offset
         self.test_cfg = test_cfg or {}
         if train_cfg:
             self.criterion = TaskAlignedCriterion(

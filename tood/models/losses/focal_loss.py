@@ -44,20 +44,13 @@ class FocalLoss(nn.Module):
         loss_weight: multiplies the reduced loss.
     """
 
-    def __init__(self,
-                 activated: bool = True,
-                 gamma: float = 2.0,
-                 alpha: float = 0.25,
-                 loss_weight: float = 1.0) -> None:
+    def __init__(self, activated: bool = True, gamma: float = 2.0,
+                 alpha: float = 0.25, loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.activated = activated
-        self.gamma = gamma
-        self.alpha = alpha
+        self.activated, self.gamma, self.alpha = activated, gamma, alpha
         self.loss_weight = loss_weight
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
+    def forward(self, pred: Tensor, target: Tensor,
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
         """(M, C) probabilities or logits, (M,) labels in [0, C] (C is
@@ -88,18 +81,13 @@ class QualityFocalLoss(nn.Module):
         loss_weight: multiplies the reduced loss.
     """
 
-    def __init__(self,
-                 activated: bool = True,
-                 beta: float = 2.0,
+    def __init__(self, activated: bool = True, beta: float = 2.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
-        self.activated = activated
-        self.beta = beta
+        self.activated, self.beta = activated, beta
         self.loss_weight = loss_weight
 
-    def forward(self,
-                pred: Tensor,
-                target: Tuple[Tensor, Tensor],
+    def forward(self, pred: Tensor, target: Tuple[Tensor, Tensor],
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
         """(M, C) probabilities or logits and ``(labels, scores)``: (M,)

@@ -23,12 +23,9 @@ class GIoULoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, eps: float = 1e-6) -> None:
         super().__init__()
-        self.loss_weight = loss_weight
-        self.eps = eps
+        self.loss_weight, self.eps = loss_weight, eps
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
+    def forward(self, pred: Tensor, target: Tensor,
                 weight: Optional[Tensor] = None,
                 avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
         """

@@ -12,10 +12,9 @@ def check_dense_head_args(num_classes: int, in_channels: int,
                           anchor_type: str, strides: Sequence[int],
                           norm_cfg: Optional[dict]) -> None:
     """The checks every dense head's arguments pass at build time."""
-    for key, value in (('num_classes', num_classes),
-                       ('in_channels', in_channels),
-                       ('feat_channels', feat_channels),
-                       ('stacked_convs', stacked_convs)):
+    for key, value in dict(num_classes=num_classes, in_channels=in_channels,
+                           feat_channels=feat_channels,
+                           stacked_convs=stacked_convs).items():
         check_value(isinstance(value, int) and value >= 1,
                     f'model.bbox_head.{key}', 'a positive integer', value)
     check_value(anchor_type in ('anchor_free', 'anchor_based'),
@@ -24,7 +23,7 @@ def check_dense_head_args(num_classes: int, in_channels: int,
     check_value(len(strides) >= 1 and all(s > 0 for s in strides),
                 'model.bbox_head.strides', 'one positive stride per level',
                 strides)
-    groups = (norm_cfg or {}).get('num_groups')
+    groups = (norm_cfg or {}).get('num_groups', 1)
     if (norm_cfg or {}).get('type') == 'GN':
         check_value(feat_channels % groups == 0,
                     'model.bbox_head.norm_cfg.num_groups',

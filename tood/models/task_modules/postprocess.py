@@ -11,14 +11,11 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 
-def detections_from_levels(cls_scores: List[Tensor],
-                           bbox_preds: List[Tensor],
-                           strides: Sequence[int],
-                           batch_img_metas: List[dict],
-                           test_cfg: dict,
-                           rescale: bool = True,
-                           score_factors: Optional[List[Tensor]] = None
-                           ) -> List[InstanceData]:
+def detections_from_levels(
+        cls_scores: List[Tensor], bbox_preds: List[Tensor],
+        strides: Sequence[int], batch_img_metas: List[dict], test_cfg: dict,
+        rescale: bool = True,
+        score_factors: Optional[List[Tensor]] = None) -> List[InstanceData]:
     """Detections per image.
 
     Per level: (prior, class) pairs whose class probability is above
@@ -47,8 +44,7 @@ def detections_from_levels(cls_scores: List[Tensor],
     nms_pre = test_cfg.get('nms_pre', 1000)
     iou_thr = test_cfg.get('nms', {}).get('iou_threshold', 0.6)
     max_per_img = test_cfg.get('max_per_img', 100)
-    if score_factors is None:
-        score_factors = [None] * len(cls_scores)
+    score_factors = score_factors or [None] * len(cls_scores)
     results = []
     for b, meta in enumerate(batch_img_metas):
         img_boxes, img_scores, img_labels = [], [], []
@@ -80,7 +76,6 @@ def detections_from_levels(cls_scores: List[Tensor],
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
         keep = batched_nms(boxes, scores, labels, iou_thr)[:max_per_img]
-        results.append(
-            InstanceData(
-                bboxes=boxes[keep], scores=scores[keep], labels=labels[keep]))
+        results.append(InstanceData(bboxes=boxes[keep], scores=scores[keep],
+                                    labels=labels[keep]))
     return results

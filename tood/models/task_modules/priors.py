@@ -52,9 +52,8 @@ def square_anchors(points: Tensor, strides: Tensor, scale: float) -> Tensor:
     return torch.cat([points - half, points + half], -1)
 
 
-def make_priors(level_sizes: Sequence[Tuple[int, int]],
-                strides: Sequence[int], anchor_scale: float,
-                data_samples: List[DetDataSample],
+def make_priors(level_sizes: Sequence[Tuple[int, int]], strides: Sequence[int],
+                anchor_scale: float, data_samples: List[DetDataSample],
                 device: torch.device) -> Priors:
     """The priors of a batch whose levels have ``level_sizes``.
 
@@ -66,8 +65,8 @@ def make_priors(level_sizes: Sequence[Tuple[int, int]],
     points, prior_strides = grid_points(level_sizes, strides, device)
     valid = []
     for sample in data_samples:
-        pad_h, pad_w = sample.metainfo.get('pad_shape',
-                                           sample.metainfo['batch_input_shape'])
+        meta = sample.metainfo
+        pad_h, pad_w = meta.get('pad_shape', meta['batch_input_shape'])
         per_level = []
         for (h, w), s in zip(level_sizes, strides):
             m = torch.zeros(h, w, dtype=torch.bool, device=device)

@@ -8,12 +8,13 @@ so comparing them changes the head and nothing else.
 
 Shapes: B images, N priors of all levels, K classes, P positives.
 """
+from logging import INFO, WARNING
 from typing import Dict, List, Optional, Sequence
 
 from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
-from tood.errors import ConfigError
+from tood.errors import ConfigError, check_value
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT, centerness
 
@@ -31,10 +32,12 @@ class TaskAlignedCriterion(nn.Module):
     over processes and clamped to at least 1.
 
     The warm-up lasts ``initial_epoch`` epochs, or ``initial_iter``
-    iterations when that is set (needed under an iteration-based loop,
-    which has no epochs). The progress is read from mmengine's
-    ``MessageHub``, which a runner's train loop keeps up to date (also
-    after ``--resume`` and in every process), so no hook has to be listed.
+    iterations when that is set: an iteration-based loop has no epochs
+    (mmengine counts it as one), so it needs ``initial_iter``, which
+    ``tools/train.py`` checks before it starts. The progress is read from
+    mmengine's ``MessageHub``, which a runner's train loop keeps up to date
+    (also after ``--resume`` and in every process), so no hook has to be
+    listed.
 
     Args:
         num_classes: K.
@@ -63,26 +66,22 @@ class TaskAlignedCriterion(nn.Module):
         self.initial_iter: Optional[int] = train_cfg.get('initial_iter')
         for key in ('initial_epoch', 'initial_iter'):
             value = getattr(self, key)
-            if value is not None and not (isinstance(value, int)
-                                          and value >= 0):
-                raise ConfigError(f'model.train_cfg.{key} must be a whole '
-                                  f'number >= 0, got {value!r}')
+            check_value(value is None or isinstance(value, int) and value >= 0,
+                        f'model.train_cfg.{key}', 'a whole number >= 0', value)
         self.hard_labels = train_cfg.get('hard_labels', False)
         # alpha and beta of eq. (9) sit in train_cfg, as in MMDetection's
         # configs; the task-aligned assigner gets them when it is built.
         assigner = dict(train_cfg['assigner'])
         for key, default in (('alpha', 1), ('beta', 6)):
             value = train_cfg.get(key, default)
-            if assigner.setdefault(key, value) != value:
-                raise ConfigError(
-                    f'model.train_cfg.{key}={value} and model.train_cfg.'
-                    f'assigner.{key}={assigner[key]} disagree: set it once, '
-                    f'in model.train_cfg.{key}.')
-        self.initial_assigner = build_at(TASK_UTILS,
-                                         train_cfg['initial_assigner'],
-                                         'model.train_cfg.initial_assigner')
-        self.assigner = build_at(TASK_UTILS, assigner,
-                                 'model.train_cfg.assigner')
+            check_value(assigner.setdefault(key, value) == value,
+                        f'model.train_cfg.assigner.{key}',
+                        f'left out (model.train_cfg.{key} sets it)',
+                        assigner[key])
+        self.initial_assigner = build_at(
+            TASK_UTILS, train_cfg['initial_assigner'],
+            'model.train_cfg.initial_assigner')
+        self.assigner = build_at(TASK_UTILS, assigner, 'model.train_cfg.assigner')
         self.initial_loss_cls = MODELS.build(initial_loss_cls or dict(
             type='FocalLoss', activated=True, gamma=2.0, alpha=0.25))
         self.loss_cls = MODELS.build(
@@ -97,27 +96,25 @@ class TaskAlignedCriterion(nn.Module):
         epoch, iteration = hub.get_info('epoch'), hub.get_info('iter')
         if iteration is None:
             raise RuntimeError(
-                'The TOOD loss reads the training progress (epoch and '
-                "iteration) from mmengine's MessageHub, which a Runner's train "
-                'loop sets. Outside a runner, set it first, e.g. '
-                "MessageHub.get_current_instance().update_info('epoch', 5) "
-                "and update_info('iter', 500).")
+                "The loss reads the training progress from mmengine's "
+                "MessageHub, which a Runner's train loop sets; outside one, "
+                "set it first: MessageHub.get_current_instance()"
+                ".update_info('epoch', 5), update_info('iter', 500).")
         if self.initial_iter is not None:
             warmup = iteration < self.initial_iter
-        elif hub.get_info('max_epochs') == 1 and self.initial_epoch >= 1:
-            raise ConfigError(
-                f'model.train_cfg.initial_epoch={self.initial_epoch}: this '
-                'run has a single epoch (an iteration-based loop such as '
-                'IterBasedTrainLoop counts as one), so the ATSS warm-up would '
-                'never end. Set model.train_cfg.initial_iter to the number of '
-                'warm-up iterations, or initial_epoch=0 for none.')
         else:
             warmup = (epoch or 0) < self.initial_epoch
         if warmup != self._was_warming_up:
+            single = (warmup and self.initial_iter is None
+                      and hub.get_info('max_epochs') == 1)
             print_log(
                 f'Epoch {epoch}, iteration {iteration}: ' +
                 ('ATSS warm-up assignment' if warmup else
-                 'task-aligned assignment (TAL)'), logger='current')
+                 'task-aligned assignment (TAL)') +
+                ('; this run has a single epoch (as an iteration-based loop '
+                 'has), so it stays in the warm-up unless '
+                 'model.train_cfg.initial_iter is set' if single else ''),
+                logger='current', level=WARNING if single else INFO)
             self._was_warming_up = warmup
         return warmup
 

@@ -10,9 +10,11 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from tood.errors import check_value
 from tood.registry import TASK_UTILS
 from tood.structures import PaddedGT, box_iou, points_inside_boxes
 
+from ..priors import Priors
 from .assign_result import AssignResult, resolve_claims
 
 
@@ -32,12 +34,12 @@ class ATSSAssigner:
     """
 
     def __init__(self, topk: int = 9) -> None:
-        if not (isinstance(topk, int) and topk >= 1):
-            raise ValueError(f'topk must be a positive integer, got {topk!r}')
+        check_value(isinstance(topk, int) and topk >= 1, 'topk',
+                    'a positive integer', topk)
         self.topk = topk
 
     @torch.no_grad()
-    def assign(self, priors, gt: PaddedGT,
+    def assign(self, priors: Priors, gt: PaddedGT,
                pred_scores: Optional[Tensor] = None,
                pred_bboxes: Optional[Tensor] = None) -> AssignResult:
         """Assign the priors of a batch on their anchors (``priors.anchors``,
@@ -50,10 +52,7 @@ class ATSSAssigner:
         anchors, prior_valid = priors.anchors, priors.valid
         (B, G), N = gt.labels.shape, anchors.size(0)
         if G == 0 or N == 0:
-            none = torch.full((B, N), -1, dtype=torch.long,
-                              device=anchors.device)
-            zeros = anchors.new_zeros((B, N))
-            return AssignResult(none, none >= 0, zeros, zeros.clone())
+            return AssignResult.empty(B, N, anchors.device)
         anchor_centres = (anchors[:, :2] + anchors[:, 2:]) * 0.5
         gt_centres = (gt.bboxes[..., :2] + gt.bboxes[..., 2:]) * 0.5
         # Candidates: per level the nearest valid priors, image by image;

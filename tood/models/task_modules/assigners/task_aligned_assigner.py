@@ -16,10 +16,12 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from tood.errors import check_value
 from tood.registry import TASK_UTILS
 from tood.structures import (PaddedGT, box_area, box_iou,
                              points_inside_boxes)
 
+from ..priors import Priors
 from .assign_result import AssignResult, resolve_claims
 
 # Elements (GT rows x priors) of one chunk of the dense stage: 2^18 floats
@@ -49,16 +51,15 @@ class TaskAlignedAssigner:
     def __init__(self, topk: int = 13, alpha: float = 1.0, beta: float = 6.0,
                  conflict: str = 'max_iou', eps: float = 1e-7,
                  inside_first: bool = False):
-        if conflict not in ('max_iou', 'min_area'):
-            raise ValueError(
-                f"conflict must be 'max_iou' or 'min_area', got {conflict!r}")
-        if not (isinstance(topk, int) and topk >= 1):
-            raise ValueError(f'topk must be a positive integer, got {topk!r}')
+        check_value(conflict in ('max_iou', 'min_area'), 'conflict',
+                    "'max_iou' or 'min_area'", conflict)
+        check_value(isinstance(topk, int) and topk >= 1, 'topk',
+                    'a positive integer', topk)
         self.topk, self.alpha, self.beta = topk, alpha, beta
         self.conflict, self.eps, self.inside_first = conflict, eps, inside_first
 
     @torch.no_grad()
-    def assign(self, priors, gt: PaddedGT, pred_scores: Tensor,
+    def assign(self, priors: Priors, gt: PaddedGT, pred_scores: Tensor,
                pred_bboxes: Tensor) -> AssignResult:
         """Assign the priors of a batch.
 
@@ -73,10 +74,7 @@ class TaskAlignedAssigner:
         B, N, _ = pred_scores.shape
         pred_scores, pred_bboxes = pred_scores.float(), pred_bboxes.float()
         if gt.bboxes.size(1) == 0 or N == 0:
-            none = torch.full((B, N), -1, dtype=torch.long,
-                              device=pred_scores.device)
-            zeros = pred_scores.new_zeros(B, N)
-            return AssignResult(none, none >= 0, zeros, zeros.clone())
+            return AssignResult.empty(B, N, pred_scores.device)
         cand_t, cand_idx = self.select_topk_candidates(
             priors.points, priors.valid, gt, pred_scores, pred_bboxes)
         cand_u = box_iou(gt.bboxes[:, :, None], _gather(pred_bboxes, cand_idx))
