@@ -8,23 +8,17 @@ import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tood.datasets.coco import COCO_CLASSES, load_coco, match_classes
+from tood.evaluation.ground_truth import sample_ground_truth, to_numpy
 from tood.registry import METRICS
 
 # Order of COCOeval.stats for boxes; the last three are AR and not reported.
 _STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
-
-
-def _to_numpy(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 @METRICS.register_module()
@@ -38,9 +32,15 @@ class CocoMetric(BaseMetric):
 
     Args:
         ann_file: COCO json with the ground truth (or, with ``format_only``,
-            at least the images and categories). Without it the data samples
-            must carry the dataset's ``instances`` (add ``'instances'`` to
-            ``PackDetInputs.meta_keys``) and category ids are the labels.
+            at least the images and categories). Without it (None), as in
+            MMDetection, the ground truth is built from the data samples
+            (see ``tood.evaluation.ground_truth.sample_ground_truth``:
+            ``gt_instances`` and ``ignored_instances``, or the record's
+            ``instances`` when packed), so any dataset, VOC included, can be
+            evaluated with AP@[.5:.95]; category ids are then the labels,
+            ignored boxes are crowd regions and a box's area is its
+            width x height (COCO json areas are segment areas, so APs/m/l
+            can differ slightly from those computed with the json).
         metric: only ``'bbox'``.
         classwise: also log a per-class AP table and return
             ``bbox_{class}_AP`` for each class.
@@ -73,6 +73,8 @@ class CocoMetric(BaseMetric):
         self.outfile_prefix = outfile_prefix
         self.backend_args = backend_args
         self._coco_gt = load_coco(ann_file) if ann_file else None
+        # The last evaluation's COCOeval (unrounded stats, PR arrays).
+        self.coco_eval: Optional[COCOeval] = None
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Keep each image's predictions as numpy arrays on the CPU."""
@@ -80,18 +82,18 @@ class CocoMetric(BaseMetric):
             pred = sample['pred_instances']
             result = dict(
                 img_id=sample['img_id'],
-                bboxes=_to_numpy(pred['bboxes']).reshape(-1, 4),
-                scores=_to_numpy(pred['scores']).reshape(-1),
-                labels=_to_numpy(pred['labels']).reshape(-1))
+                bboxes=to_numpy(pred['bboxes']).reshape(-1, 4),
+                scores=to_numpy(pred['scores']).reshape(-1),
+                labels=to_numpy(pred['labels']).reshape(-1))
             if self._coco_gt is None:
-                if 'instances' not in sample:
-                    raise ValueError(
-                        'CocoMetric without ann_file needs the ground truth '
-                        "in the data samples: add 'instances' to the "
-                        'meta_keys of PackDetInputs')
+                gt_boxes, gt_labels, gt_ignored = sample_ground_truth(sample)
                 h, w = sample['ori_shape'][:2]
                 result.update(
-                    height=h, width=w, instances=sample['instances'])
+                    height=h,
+                    width=w,
+                    gt_bboxes=gt_boxes,
+                    gt_labels=gt_labels,
+                    gt_ignored=gt_ignored)
             self.results.append(result)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -140,6 +142,8 @@ class CocoMetric(BaseMetric):
             coco_eval.summarize()
         print_log('\n' + summary.getvalue(), logger='current')
 
+        # Kept for analysis and tests: the unrounded stats, the PR arrays.
+        self.coco_eval = coco_eval
         metrics = {
             f'bbox_{name}': round(float(value), 3)
             for name, value in zip(_STAT_NAMES, coco_eval.stats)
@@ -175,22 +179,32 @@ class CocoMetric(BaseMetric):
     def _gt_from_results(results: List[dict], classes: Sequence[str]) -> COCO:
         """A COCO api over the ground truth carried by the data samples."""
         images, annotations = [], []
+        if results and not any(r['gt_labels'].size for r in results):
+            print_log(
+                f'none of the {len(results)} evaluated images has ground '
+                'truth: is LoadAnnotations missing from the test pipeline?',
+                logger='current',
+                level=logging.WARNING)
         for result in results:
             images.append(
                 dict(
                     id=result['img_id'],
                     width=result['width'],
                     height=result['height']))
-            for inst in result['instances']:
-                x1, y1, x2, y2 = inst['bbox']
+            for (x1, y1, x2, y2), label, ignored in zip(
+                    result['gt_bboxes'].tolist(), result['gt_labels'].tolist(),
+                    result['gt_ignored'].tolist()):
+                # Ignored boxes (COCO crowd regions, VOC difficult objects)
+                # become crowd regions: COCOeval neither counts them as
+                # misses nor detections on them as false positives.
                 annotations.append(
                     dict(
                         id=len(annotations) + 1,
                         image_id=result['img_id'],
-                        category_id=int(inst['bbox_label']),
+                        category_id=int(label),
                         bbox=[x1, y1, x2 - x1, y2 - y1],
                         area=(x2 - x1) * (y2 - y1),
-                        iscrowd=int(inst.get('ignore_flag', 0))))
+                        iscrowd=int(ignored)))
         coco = COCO()
         coco.dataset = dict(
             images=images,
