@@ -28,8 +28,8 @@ def sample(img_id, gts, dets, ignored=()):
     label)]; ground truth as gt_instances / ignored_instances tensors.
     """
     def boxes(items):
-        return torch.tensor([b for b, *_ in items],
-                            dtype=torch.float32).reshape(-1, 4)
+        return torch.from_numpy(
+            np.array([b for b, *_ in items], np.float32).reshape(-1, 4))
 
     return dict(
         img_id=img_id,
@@ -230,6 +230,7 @@ def _two_process_worker(rank, port, samples, out):
         dist.destroy_process_group()
 
 
+@pytest.mark.e2e
 def test_two_processes_count_every_image_once(tmp_path):
     # Five images: rank 0 gets 0, 2, 4 and rank 1 gets 1, 3 and image 0
     # again (padding). BaseMetric.evaluate gathers the results in dataset

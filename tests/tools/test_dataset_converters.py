@@ -9,7 +9,7 @@ from collections import defaultdict
 import cv2
 import numpy as np
 import pytest
-from tool_helpers import REPO, assert_ok, python_tool
+from tool_helpers import REPO
 
 import tood.datasets  # noqa: F401  (registers everything)
 from tood.datasets import CocoDataset, VOCDataset
@@ -46,16 +46,15 @@ def boxes_by_image(dataset):
 
 
 @needs(BCCD)
-def test_bccd_voc_to_coco_gives_the_same_boxes(tmp_path):
+def test_bccd_voc_to_coco_gives_the_same_boxes(tmp_path, capsys):
     out = tmp_path / 'trainval.json'
-    log = assert_ok(
-        python_tool(
-            'dataset_converters/voc2coco.py',
-            osp.join(BCCD, 'BCCD', 'ImageSets', 'Main', 'train.txt'),
-            osp.join(BCCD, 'BCCD', 'ImageSets', 'Main', 'val.txt'),
-            '--out', str(out), '--classes', 'RBC', 'WBC', 'Platelets',
-            cwd=str(tmp_path)))
-    assert 'wrote' in log and '292 images' in log
+    tool_main('voc2coco.py')([
+        osp.join(BCCD, 'BCCD', 'ImageSets', 'Main', 'train.txt'),
+        osp.join(BCCD, 'BCCD', 'ImageSets', 'Main', 'val.txt'), '--out',
+        str(out), '--classes', 'RBC', 'WBC', 'Platelets'
+    ])
+    log = capsys.readouterr().out
+    assert f'wrote {out}: 292 images' in log
     # The degenerate box of BloodImage_00338 (train) is named and dropped.
     assert 'BloodImage_00338.xml#13: dropped' in log
     classes = ('RBC', 'WBC', 'Platelets')
@@ -137,7 +136,7 @@ def export_yolo(coco_json, labels_dir):
 
 
 @needs(COCO128)
-def test_coco128_yolo_export_round_trips_within_rounding(tmp_path):
+def test_coco128_yolo_export_round_trips_within_rounding(tmp_path, capsys):
     labels = tmp_path / 'labels' / 'train2017'
     names, original = export_yolo(
         osp.join(COCO128, 'annotations', 'instances_train2017.json'),
@@ -147,13 +146,14 @@ def test_coco128_yolo_export_round_trips_within_rounding(tmp_path):
         'path: ../datasets/coco128\ntrain: images/train2017\nnames:\n' +
         ''.join(f'  {i}: {n}\n' for i, n in enumerate(names)))
     out = tmp_path / 'train.json'
-    log = assert_ok(
-        python_tool(
-            'dataset_converters/yolo2coco.py',
-            osp.join(COCO128, 'train2017'), '--labels', str(labels),
-            '--names', str(data_yaml), '--out', str(out),
-            cwd=str(tmp_path)))
-    assert 'wrote' in log
+    tool_main('yolo2coco.py')([
+        osp.join(COCO128, 'train2017'), '--labels',
+        str(labels), '--names',
+        str(data_yaml), '--out',
+        str(out)
+    ])
+    assert f'wrote {out}: 128 images, 929 boxes, 80 classes' in (
+        capsys.readouterr().out)
     with open(out) as f:
         converted = json.load(f)
 
