@@ -37,15 +37,17 @@ METRICS = Registry(
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['tood.engine'])
 VISUALIZERS = Registry(
     'visualizer', parent=MMENGINE_VISUALIZERS, locations=['tood.engine'])
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, locations=['tood.engine'])
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['tood.engine'])
 
 # Scope-only children: they hold nothing of ours, but without them every
 # lookup in the tood scope logs "Failed to search registry" before falling
 # back to mmengine's root.
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS)
-MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS)
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS)
-OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)

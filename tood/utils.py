@@ -1,13 +1,20 @@
-"""Set up everything a config needs before it is built."""
+"""Set up the registries a config needs before it is built."""
 import datetime
 
 from mmengine.registry import DefaultScope
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
-    """Import every tood module so its registry entries exist, allow our
-    checkpoints through torch's safe loader, and (optionally) make 'tood'
-    the default registry scope.
+    """Import the model, dataset and metric modules so their registry
+    entries exist, and (optionally) make 'tood' the default registry scope.
+
+    ``tood.engine`` is not imported here: it sits above this module
+    (``tools -> apis / engine -> models / datasets / evaluation``). The
+    hooks and optimizer wrappers it registers are found anyway, because
+    the tood registries name it in their ``locations`` and mmengine
+    imports it the first time such a type is looked up. Nor is anything
+    global set up for checkpoints; the entry points do that
+    (``tood.engine.setup_checkpoint_io``).
 
     Args:
         init_default_scope: Make 'tood' the current default scope. When
@@ -15,11 +22,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
             so the other one is left untouched.
     """
     import tood.datasets  # noqa: F401
-    import tood.engine  # noqa: F401
     import tood.evaluation  # noqa: F401
     import tood.models  # noqa: F401
-    from tood.engine import register_safe_globals
-    register_safe_globals()
 
     if not init_default_scope:
         return

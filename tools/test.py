@@ -15,12 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info
 from mmengine.runner import Runner
 
-from tood.engine import (dataset_missing_message, load_config,
-                         missing_dataset_files, setup_cpu_distributed,
-                         shutdown_distributed)
-from tood.engine.errors import (ConfigError, check_required_keys,
-                                exit_if_user_error)
-from tood.utils import register_all_modules
+from tood.engine import load_config, run_tool
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,41 +92,19 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def test_on_main_process(runner: Runner) -> bool:
+    """Run the test loop; whether this is the main process (asked before
+    the process group is shut down)."""
+    runner.test()
+    return get_dist_info()[0] == 0
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
-    register_all_modules()
-    cfg = build_config(args)
-    try:
-        check_required_keys(cfg, 'test')
-    except ConfigError as error:
-        sys.exit(str(error))
-
-    missing = missing_dataset_files(cfg, ['test'])
-    if missing:
-        sys.exit(dataset_missing_message(cfg, missing))
     if not osp.isfile(args.checkpoint):
         sys.exit(f'Checkpoint {args.checkpoint} does not exist.')
-
-    try:
-        cpu_ddp = setup_cpu_distributed(cfg, args.launcher)
-    except ValueError as error:
-        sys.exit(str(error))
-    runner = None
-    is_main_process = None  # set once the test loop has finished
-    try:
-        runner = Runner.from_cfg(cfg)
-        if cpu_ddp:
-            runner.logger.info(cpu_ddp)
-        runner.test()
-        is_main_process = get_dist_info()[0] == 0
-    except Exception as error:
-        # A config, data or checkpoint problem ends with a message naming
-        # the key, file or iteration; anything else keeps its traceback.
-        exit_if_user_error(error, cfg, runner)
-        raise
-    finally:
-        runner = None  # frees the DDP wrapper and the process group it holds
-        shutdown_distributed(wait=is_main_process is not None)
+    cfg = build_config(args)
+    is_main_process = run_tool(cfg, 'test', test_on_main_process)
 
     if args.out is not None and args.out.endswith('.json') and \
             is_main_process:

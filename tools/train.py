@@ -8,19 +8,12 @@ CUDA, ``--launcher pytorch`` (torchrun) runs DDP over gloo.
 """
 import argparse
 import os
-import sys
 from typing import List, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from tood.engine import (dataset_missing_message, load_config,
-                         missing_dataset_files, setup_amp,
-                         setup_cpu_distributed,
-                         shutdown_distributed)
-from tood.engine.errors import (ConfigError, check_required_keys,
-                                exit_if_user_error)
-from tood.utils import register_all_modules
+from tood.engine import load_config, run_tool, setup_amp
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,38 +86,8 @@ def build_config(args: argparse.Namespace) -> Tuple[Config, List[str]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    register_all_modules()
     cfg, messages = build_config(args)
-    try:
-        check_required_keys(cfg, 'train')
-    except ConfigError as error:
-        sys.exit(str(error))
-
-    stages = ['train'] + (['val'] if cfg.get('val_cfg') else [])
-    missing = missing_dataset_files(cfg, stages)
-    if missing:
-        sys.exit(dataset_missing_message(cfg, missing))
-
-    try:
-        messages.append(setup_cpu_distributed(cfg, args.launcher))
-    except ValueError as error:
-        sys.exit(str(error))
-    runner = None
-    finished = False
-    try:
-        runner = Runner.from_cfg(cfg)
-        for message in filter(None, messages):
-            runner.logger.info(message)
-        runner.train()
-        finished = True
-    except Exception as error:
-        # A config, data or checkpoint problem ends with a message naming
-        # the key, file or iteration; anything else keeps its traceback.
-        exit_if_user_error(error, cfg, runner)
-        raise
-    finally:
-        runner = None  # frees the DDP wrapper and the process group it holds
-        shutdown_distributed(wait=finished)
+    run_tool(cfg, 'train', Runner.train, messages)
 
 
 if __name__ == '__main__':

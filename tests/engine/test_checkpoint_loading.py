@@ -1,6 +1,11 @@
-"""Safe loading of mmengine checkpoints with torch's weights_only loader."""
+"""Safe loading of mmengine checkpoints with torch's weights_only loader,
+safe downloads, atomic saving, and an import that changes nothing global."""
+import json
 import os
 import pickle
+import subprocess
+import sys
+import urllib.error
 
 import pytest
 import torch
@@ -10,9 +15,9 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
-from tood.engine import register_safe_globals
-from tood.errors import UnsafeCheckpointError
+from tood.engine import load_from_local, setup_checkpoint_io
 from tood.engine.checkpoint import safe_globals
+from tood.errors import ModelDownloadError, UnsafeCheckpointError
 
 
 class ToyModel(BaseModel):
@@ -55,30 +60,31 @@ def make_runner(work_dir, max_epochs, name, **kwargs):
             dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=2),
             dict(type='MultiStepLR', milestones=[1], by_epoch=True)
         ],
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
+        default_hooks=dict(checkpoint=kwargs.pop(
+            'checkpoint', dict(type='CheckpointHook', interval=1))),
         randomness=dict(seed=0),
+        # Leaves 'tood' the current scope for the tests that follow.
+        default_scope='tood',
         **kwargs)
 
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    register_safe_globals()
+    setup_checkpoint_io()
     work_dir = tmp_path_factory.mktemp('ckpt')
     make_runner(work_dir, 1, 'save-ckpt').train()
     return str(work_dir / 'epoch_1.pth')
 
 
 def test_runner_checkpoint_needs_and_passes_the_allow_list(checkpoint):
-    registered = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    try:
-        needed = set(
-            torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
-        # torch's defaults alone refuse mmengine's checkpoints...
-        with pytest.raises(pickle.UnpicklingError):
-            torch.load(checkpoint, weights_only=True)
-    finally:
-        torch.serialization.add_safe_globals(registered)
+    # Nothing is allowed globally: the allow-list holds only inside our
+    # loaders.
+    assert HistoryBuffer not in torch.serialization.get_safe_globals()
+    needed = set(
+        torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+    # torch's defaults alone refuse mmengine's checkpoints...
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(checkpoint, weights_only=True)
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
 
     allowed = set()
@@ -90,7 +96,8 @@ def test_runner_checkpoint_needs_and_passes_the_allow_list(checkpoint):
     # ...and our list covers all they need.
     assert needed <= allowed, needed - allowed
 
-    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt = load_from_local(checkpoint)
+    assert HistoryBuffer not in torch.serialization.get_safe_globals()
     assert ckpt['meta']['epoch'] == 1
     assert ckpt['meta']['dataset_meta']['classes'] == ('a', 'b')
     lr = ckpt['message_hub']['log_scalars']['train/lr']
@@ -113,7 +120,7 @@ def test_resume_and_load_from_go_through_the_safe_loader(checkpoint,
 
     runner = make_runner(tmp_path / 'load', 1, 'load', load_from=checkpoint)
     runner.load_or_resume()
-    saved = torch.load(checkpoint, weights_only=True)['state_dict']
+    saved = load_from_local(checkpoint)['state_dict']
     assert torch.equal(runner.model.linear.weight, saved['linear.weight'])
 
 
@@ -135,7 +142,7 @@ class ReachesAttributes:
 
 @pytest.mark.parametrize('payload', ['code', 'getattr'])
 def test_malicious_checkpoint_is_refused_with_its_name(tmp_path, payload):
-    register_safe_globals()
+    setup_checkpoint_io()
     marker = tmp_path / 'pwned'
     path = tmp_path / f'evil_{payload}.pth'
     obj = RunsCode(marker) if payload == 'code' else ReachesAttributes()
@@ -149,3 +156,131 @@ def test_malicious_checkpoint_is_refused_with_its_name(tmp_path, payload):
     assert ('system' if payload == 'code' else '__init__') in str(info.value)
     assert isinstance(info.value, pickle.UnpicklingError)
     assert not marker.exists()
+
+
+def test_a_global_allow_list_entry_of_the_caller_survives_our_loader(
+        checkpoint):
+    torch.serialization.add_safe_globals([HistoryBuffer])
+    try:
+        load_from_local(checkpoint)
+        assert HistoryBuffer in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()
+
+
+# Run in a fresh interpreter: other tests set up checkpoint loading in this
+# one.
+IMPORT_PROBE = """
+import json, sys
+import torch
+import mmengine.fileio.backends as fileio_backends
+import mmengine.runner.checkpoint as mmengine_checkpoint
+from mmengine.runner import CheckpointLoader
+
+
+def state():
+    return dict(
+        schemes={p: f'{l.__module__}.{l.__name__}'
+                 for p, l in CheckpointLoader._schemes.items()},
+        backends={n: f'{b.__module__}.{b.__name__}'
+                  for n, b in fileio_backends.backends.items()},
+        prefixes={p: f'{b.__module__}.{b.__name__}'
+                  for p, b in fileio_backends.prefix_to_backends.items()},
+        # torch adds its own classes when its submodules are imported.
+        safe_globals=sorted(
+            str(g) for g in torch.serialization.get_safe_globals()
+            if not str(g).startswith("<class 'torch.")),
+        load_url=f'{mmengine_checkpoint.load_url.__module__}.'
+        f'{mmengine_checkpoint.load_url.__name__}')
+
+
+before = state()
+import tood, tood.models, tood.datasets, tood.engine, tood.evaluation
+import tood.apis
+from tood.utils import register_all_modules
+register_all_modules()
+after_import = state()
+tood.engine.setup_checkpoint_io()
+after_setup = state()
+json.dump(dict(before=before, after_import=after_import,
+               after_setup=after_setup), sys.stdout)
+"""
+
+
+def test_importing_the_library_changes_nothing_global():
+    proc = subprocess.run([sys.executable, '-c', IMPORT_PROBE],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = json.loads(proc.stdout)
+    assert states['after_import'] == states['before']
+    # The explicit set-up replaces the loaders of mmengine's schemes, and
+    # nothing else: no backend, no global allow-list, no rebinding.
+    setup = states['after_setup']
+    assert set(setup['schemes']) == set(states['before']['schemes'])
+    for prefix in ('', 'http://', 'https://', 'torchvision://',
+                   'open-mmlab://', 'mmcls://'):
+        assert setup['schemes'][prefix].startswith('tood.engine.checkpoint')
+    for key in ('backends', 'prefixes', 'safe_globals', 'load_url'):
+        assert setup[key] == states['before'][key], key
+
+
+def test_offline_download_names_the_file_the_cache_and_the_ways_on(
+        tmp_path, monkeypatch):
+    """No test touches the network: the download is made to fail."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    attempts = []
+
+    def offline(url, dst, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError('[Errno -3] Temporary failure in name '
+                                    'resolution')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    setup_checkpoint_io()
+    with pytest.raises(ModelDownloadError) as info:
+        CheckpointLoader.load_checkpoint('torchvision://resnet50')
+    message = str(info.value)
+    url = attempts[0]
+    assert url.startswith('https://') and url.endswith('.pth')
+    file_name = url.rsplit('/', 1)[1]
+    cached = os.path.join(torch.hub.get_dir(), 'checkpoints', file_name)
+    assert cached.startswith(str(tmp_path))
+    assert 'torchvision://resnet50' in message and url in message
+    assert cached in message
+    assert 'Temporary failure in name resolution' in message
+    assert 'model.backbone.init_cfg.checkpoint=' in message
+    assert 'model.backbone.init_cfg=None' in message
+
+    # A copy in the hub cache is used without the network.
+    torch.save({'conv1.weight': torch.ones(1)}, cached)
+    state = CheckpointLoader.load_checkpoint('torchvision://resnet50')
+    assert torch.equal(state['conv1.weight'], torch.ones(1))
+    assert len(attempts) == 1
+
+
+def test_checkpoint_hook_saves_through_the_atomic_backend(tmp_path):
+    from mmengine.fileio import LocalBackend
+    from mmengine.fileio.backends import backends, prefix_to_backends
+
+    from tood.engine.checkpoint import AtomicLocalBackend
+    from tood.engine.hooks import CheckpointHook
+    hook = CheckpointHook(interval=1)
+    runner = make_runner(tmp_path, 1, 'atomic', checkpoint=hook)
+    puts = []
+    original = AtomicLocalBackend.put
+
+    def put(self, obj, filepath):
+        puts.append(os.path.basename(filepath))
+        original(self, obj, filepath)
+
+    AtomicLocalBackend.put = put
+    try:
+        runner.train()
+    finally:
+        AtomicLocalBackend.put = original
+    assert hook.backend_args == dict(backend='atomic_local')
+    assert 'epoch_1.pth' in puts
+    # mmengine's own local backend is left as it was.
+    assert backends['local'] is LocalBackend
+    assert prefix_to_backends[''] is LocalBackend

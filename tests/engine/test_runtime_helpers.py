@@ -8,12 +8,12 @@ import torch.distributed as torch_dist
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import MODEL_WRAPPERS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
+from torch.nn.parallel import DistributedDataParallel
 
-from tood.engine import (CPUBFloat16OptimWrapper,
-                         merge_cfg_options, missing_dataset_files, setup_amp,
+from tood.engine import (CPUBFloat16OptimWrapper, amp, merge_cfg_options,
+                         missing_dataset_files, setup_amp,
                          setup_cpu_distributed, unknown_cfg_keys)
-from tood.engine import amp
 from tood.utils import register_all_modules
 
 CONFIG = osp.join(
@@ -115,10 +115,14 @@ def test_cpu_ddp_wrapper_builds_as_the_runner_builds_it(monkeypatch):
         assert 'gloo' in message
         assert torch_dist.get_backend() == 'gloo'
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-        assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
+        assert cfg.model_wrapper_cfg.type == 'tood.CPUDistributedDataParallel'
+        # As Runner.wrap_model looks it up: in mmengine's root registry.
+        assert issubclass(
+            MMENGINE_MODEL_WRAPPERS.get(cfg.model_wrapper_cfg.type),
+            DistributedDataParallel)
 
         model = nn.Conv2d(1, 1, 1)
-        wrapper = MODEL_WRAPPERS.build(
+        wrapper = MMENGINE_MODEL_WRAPPERS.build(
             cfg.model_wrapper_cfg,
             default_args=dict(module=model, device_ids=[0]))
         assert wrapper.device_ids is None

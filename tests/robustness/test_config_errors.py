@@ -1,4 +1,5 @@
 """Config mistakes end with a message naming the key, not a traceback."""
+import glob
 import os.path as osp
 import sys
 from types import SimpleNamespace
@@ -6,15 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
-from robust_helpers import CONFIG, DRIVER, finish, make_shapes, start
+from robust_helpers import CONFIG, DRIVER, REPO, finish, make_shapes, start
 
 from tood.datasets import CocoDataset
-from tood.engine.errors import (ConfigError, check_required_keys,
-                                explain_error)
+from tood.engine import check_config, check_required_keys, explain_error
+from tood.engine.config_check import check_warmup_can_end
 from tood.engine.hooks import NumClassCheckHook
-from tood.registry import MODELS, TRANSFORMS
-from tood.utils import register_all_modules
+from tood.errors import ConfigError
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))
 import train  # noqa: E402
@@ -39,18 +38,21 @@ def test_unknown_type_through_train_py(shapes, tmp_path):
     assert 'ResNeXt' in closest
 
 
-def built_error(registry, cfg):
-    register_all_modules()
-    with DefaultScope.overwrite_default_scope('tood'):
-        with pytest.raises(Exception) as info:
-            registry.build(cfg)
-    return info.value
+def config_error(cfg: Config) -> str:
+    """The message check_config stops ``cfg`` with (tools/train.py and
+    tools/test.py run it before they build anything)."""
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert explain_error(info.value) == str(info.value)
+    return str(info.value)
 
 
 def test_unknown_type_lists_the_closest_names_of_its_registry():
-    error = built_error(TRANSFORMS, dict(type='LoadImageFromFlie'))
-    message = explain_error(error)
-    assert "Unknown type 'LoadImageFromFlie'" in message
+    cfg = Config.fromfile(CONFIG)
+    cfg.train_dataloader.dataset.pipeline[0].type = 'LoadImageFromFlie'
+    message = config_error(cfg)
+    assert message.startswith("Unknown type 'LoadImageFromFlie' (at "
+                               'train_dataloader.dataset.pipeline.0)')
     assert 'as a transform in the tood scope' in message
     assert message.split('Closest registered names: ')[1].startswith(
         'LoadImageFromFile')
@@ -59,13 +61,57 @@ def test_unknown_type_lists_the_closest_names_of_its_registry():
 def test_missing_and_unexpected_keys_of_a_module():
     cfg = Config.fromfile(CONFIG)
     del cfg.model.bbox_head['num_classes']
-    message = explain_error(built_error(MODELS, cfg.model), cfg)
+    message = config_error(cfg)
     assert message == ('The config of TOODHead (at model.bbox_head) lacks '
                        "the required key(s) 'num_classes'.")
     cfg = Config.fromfile(CONFIG)
     cfg.model.neck.out_channel = 16
-    message = explain_error(built_error(MODELS, cfg.model), cfg)
+    message = config_error(cfg)
     assert "FPN (at model.neck) has the key 'out_channel'" in message
+    assert 'out_channels' in message  # what it takes, closest first
+
+
+def test_every_problem_is_named_and_injected_keys_are_not_required():
+    """The detector gives the head train_cfg and test_cfg; the runner
+    gives loops their runner and dataloader, samplers their dataset: none
+    of them is reported missing."""
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.train_cfg.assigner.topkk = 9
+    cfg.default_hooks.logger.intervall = 1
+    cfg.val_evaluator.ann_flie = 'x.json'
+    lines = config_error(cfg).split('\n')
+    # Nothing about train_cfg, test_cfg, runner, dataloader or dataset.
+    assert len(lines) == 3, lines
+    for where in ("(at model.train_cfg.assigner) has the key 'topkk'",
+                  "(at default_hooks.logger) has the key 'intervall'",
+                  "(at val_evaluator) has the key 'ann_flie'"):
+        assert sum(where in line for line in lines) == 1, where
+
+
+def test_a_warmup_in_epochs_under_an_iteration_based_loop_is_refused():
+    cfg = Config.fromfile(CONFIG)
+    check_warmup_can_end(cfg)  # epoch-based: fine
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=6)
+    with pytest.raises(ConfigError) as info:
+        check_warmup_can_end(cfg)
+    message = str(info.value)
+    assert message.startswith('model.train_cfg.initial_epoch=1 counts the '
+                              'ATSS warm-up in epochs')
+    assert 'Set model.train_cfg.initial_iter' in message
+    for fix in (dict(initial_iter=3), dict(initial_epoch=0)):
+        fixed = Config.fromfile(CONFIG)
+        fixed.train_cfg = dict(type='IterBasedTrainLoop', max_iters=6)
+        fixed.model.train_cfg.update(fix)
+        check_warmup_can_end(fixed)
+
+
+@pytest.mark.parametrize(
+    'config', sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'),
+                               recursive=True)))
+def test_every_shipped_config_passes_the_check(config):
+    if '_base_' in config:
+        pytest.skip('a fragment, checked through the configs using it')
+    check_config(Config.fromfile(config))
 
 
 def test_missing_top_level_keys_through_train_py(tmp_path):

@@ -21,7 +21,7 @@ from mmengine.runner import CheckpointLoader, Runner
 from robust_helpers import REPO, tool_env
 from torch.utils.data import Dataset
 
-from tood.engine import register_safe_globals
+from tood.engine import setup_checkpoint_io
 from tood.engine.checkpoint import atomic_write
 from tood.engine.errors import explain_error
 from tood.engine.hooks import CheckpointHook, EpochSeedHook, LossCheckHook
@@ -80,7 +80,9 @@ def make_runner(work_dir, model, max_keep_ckpts=-1):
             checkpoint=CheckpointHook(
                 interval=1, by_epoch=False, max_keep_ckpts=max_keep_ckpts),
             loss_check=LossCheckHook()),
-        randomness=dict(seed=0))
+        randomness=dict(seed=0),
+        # Leaves 'tood' the current scope for the tests that follow.
+        default_scope='tood')
 
 
 def read_last_checkpoint(work_dir) -> str:
@@ -89,7 +91,7 @@ def read_last_checkpoint(work_dir) -> str:
 
 
 def test_nan_loss_stops_before_anything_saves_it(tmp_path):
-    register_safe_globals()
+    setup_checkpoint_io()
     runner = make_runner(tmp_path, ToyModel('loss', at=3))
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
@@ -176,7 +178,7 @@ def test_sigkill_while_saving_leaves_the_previous_checkpoint(tmp_path):
     assert 'iter_1.pth' in files and 'iter_2.pth' not in files
     assert any(f.startswith('.iter_2.pth.') for f in files)  # killed there
     assert read_last_checkpoint(work_dir) == str(work_dir / 'iter_1.pth')
-    register_safe_globals()
+    setup_checkpoint_io()
     ckpt = CheckpointLoader.load_checkpoint(str(work_dir / 'iter_1.pth'))
     assert ckpt['meta']['iter'] == 1
 
@@ -212,7 +214,7 @@ def http_dir(tmp_path, monkeypatch):
 
 
 def test_downloaded_checkpoint_cannot_run_code(http_dir, tmp_path):
-    register_safe_globals()
+    setup_checkpoint_io()
     served, url = http_dir
     torch.save({'state_dict': {'w': torch.ones(2)}}, served / 'good.pth')
     marker = tmp_path / 'pwned'

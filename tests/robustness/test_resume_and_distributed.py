@@ -21,7 +21,7 @@ import torch
 from robust_helpers import (finish, make_shapes, start, train_args,
                             train_losses, val_metrics)
 
-from tood.engine import register_safe_globals
+from tood.engine import load_from_local
 
 # No random flips: each process would draw its own.
 NO_FLIP = 'train_dataloader.dataset.pipeline.2.prob=0.0'
@@ -44,8 +44,7 @@ def free_port() -> int:
 
 
 def load_weights(path: str) -> dict:
-    register_safe_globals()
-    return torch.load(path, weights_only=True)['state_dict']
+    return load_from_local(path)['state_dict']
 
 
 @pytest.fixture(scope='module')

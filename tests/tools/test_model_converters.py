@@ -16,7 +16,7 @@ from tool_helpers import REPO
 from torchvision.models.resnet import Bottleneck as TVBottleneck
 from torchvision.models.resnet import ResNet as TVResNet
 
-from tood.engine import load_from_local, register_safe_globals
+from tood.engine import load_from_local
 from tood.model_converters import (ArchitectureError, ConversionError,
                                    convert_tood_state_dict, detect_source,
                                    infer_resnet_arch, split_checkpoint)
@@ -169,7 +169,6 @@ def test_official_checkpoint_converts_to_the_same_model(tiny, tmp_path):
     load_tool('tood_mmdet_to_tood.py').main(
         [src, dst, '--config', cfg_path])
 
-    register_safe_globals()
     converted = load_from_local(dst)  # weights_only allow-list
     assert set(converted) == {'state_dict', 'meta'}
     assert list(converted['state_dict']) == list(ours)  # every key mapped

@@ -2,12 +2,14 @@
 import os.path as osp
 import pickle
 import shutil
+import sys
 
 import cv2
 import numpy as np
 import pytest
-from tool_helpers import (R50_1X, assert_ok, data_options, load_checkpoint,
-                         python_tool, tiny_model_options)
+from tool_helpers import (R50_1X, REPO, assert_ok, data_options,
+                          load_checkpoint, python_tool, run_tool,
+                          tiny_model_options)
 
 
 @pytest.fixture(scope='module')
@@ -114,3 +116,43 @@ def test_train_without_dataset_says_where_it_looked(tmp_path):
     assert osp.join(str(tmp_path), 'data', 'coco', 'annotations',
                     'instances_train2017.json') in log
     assert 'cocodataset.org' in log
+
+
+OFFLINE_TRAIN = '''
+import runpy, sys, urllib.error
+import torch.hub
+
+
+def offline(url, dst, *args, **kwargs):
+    raise urllib.error.URLError('[Errno -3] Temporary failure in name '
+                                'resolution')
+
+
+# The machine has no network: every download fails as it would there.
+torch.hub.download_url_to_file = offline
+sys.argv = ['tools/train.py', *sys.argv[1:]]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+def test_train_offline_names_the_weights_the_cache_and_the_ways_on(
+        two_class_coco, tmp_path):
+    """The config's torchvision://resnet50 backbone weights cannot be
+    fetched (no test touches the network): the run stops with a message,
+    not a URLError traceback."""
+    options = [o for o in tiny_model_options(2) if 'init_cfg' not in o]
+    torch_home = tmp_path / 'torch_home'
+    proc = run_tool(
+        [sys.executable, '-c', OFFLINE_TRAIN, R50_1X, '--work-dir',
+         str(tmp_path / 'work'), '--cfg-options', *options,
+         *data_options(two_class_coco)],
+        cwd=REPO, env=dict(TORCH_HOME=str(torch_home)))
+    log = proc.stdout
+    assert proc.returncode == 1, log[-3000:]
+    assert 'Traceback' not in log
+    assert ('Could not download the weights torchvision://resnet50 '
+            '(https://') in log
+    assert str(torch_home / 'hub' / 'checkpoints' / 'resnet50-') in log
+    assert 'Temporary failure in name resolution' in log
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=' in log
+    assert '--cfg-options model.backbone.init_cfg=None' in log

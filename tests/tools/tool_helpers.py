@@ -8,9 +8,8 @@ from typing import Dict, List, Sequence
 
 import cv2
 import numpy as np
-import torch
 
-from tood.engine import register_safe_globals
+from tood.engine import load_from_local
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 R50_1X = osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
@@ -130,5 +129,4 @@ def assert_ok(proc: subprocess.CompletedProcess) -> str:
 
 def load_checkpoint(path: str) -> dict:
     """A checkpoint the tools wrote, through the same allow-list."""
-    register_safe_globals()
-    return torch.load(path, weights_only=True)
+    return load_from_local(path)

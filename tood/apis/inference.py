@@ -69,10 +69,13 @@ def init_detector(config: Union[str, Path, Config],
         the checkpoint's meta, else from the config, else numbered names.
     """
     from tood.datasets.coco import make_palette
-    from tood.engine import merge_cfg_options
+    from tood.engine import merge_cfg_options, setup_checkpoint_io
     from tood.utils import register_all_modules
 
     register_all_modules()
+    # The checkpoint is read with torch's weights_only loader and our
+    # allow-list: a file that would run code is refused.
+    setup_checkpoint_io()
     if isinstance(config, (str, Path)):
         config = Config.fromfile(str(config))
     elif not isinstance(config, Config):

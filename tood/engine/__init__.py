@@ -1,23 +1,30 @@
-"""Runner-side pieces: hooks, safe checkpoint loading, CPU DDP, AMP and
-config helpers. Importing this package registers the hooks and wrappers."""
+"""Runner-side pieces: the tools' shared entry, config checks, hooks, safe
+checkpoint loading, CPU DDP, AMP and config helpers.
+
+Importing this package registers its hooks and wrappers in the tood
+registries (which also import it on their own when a config names one of
+them) and changes nothing else: checkpoint loading is set up by the entry
+points (:func:`setup_checkpoint_io`).
+"""
 from .amp import CPUBFloat16OptimWrapper, setup_amp
-from .checkpoint import (load_from_local,
-                         register_safe_globals)
+from .checkpoint import load_from_local, setup_checkpoint_io
 from .config import (dataset_missing_message, load_config,
                      merge_cfg_options, missing_dataset_files,
                      unknown_cfg_keys)
+from .config_check import check_config, check_required_keys
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           shutdown_distributed)
+from .entry import run_tool
+from .errors import explain_error, exit_if_user_error
 from .hooks import (DetVisualizationHook, TestProgressBarHook,
                     TrainingReportHook)
 
 __all__ = [
     'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
-    'DetVisualizationHook', 'TestProgressBarHook',
-    'TrainingReportHook',
-    'dataset_missing_message', 'load_config',
-    'load_from_local',
-    'merge_cfg_options', 'missing_dataset_files', 'register_safe_globals',
-    'setup_amp', 'setup_cpu_distributed', 'shutdown_distributed',
+    'DetVisualizationHook', 'TestProgressBarHook', 'TrainingReportHook',
+    'check_config', 'check_required_keys', 'dataset_missing_message',
+    'explain_error', 'exit_if_user_error', 'load_config', 'load_from_local',
+    'merge_cfg_options', 'missing_dataset_files', 'run_tool', 'setup_amp',
+    'setup_checkpoint_io', 'setup_cpu_distributed', 'shutdown_distributed',
     'unknown_cfg_keys'
 ]

@@ -12,7 +12,8 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
+
+from tood.registry import OPTIM_WRAPPERS
 
 
 def cpu_has_native_bfloat16() -> bool:

@@ -20,7 +20,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
+
+from tood.registry import MODEL_WRAPPERS
 
 
 @MODEL_WRAPPERS.register_module()
@@ -62,7 +63,10 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> Optional[str]:
     wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or {})
     if wrapper_cfg.get('type', 'MMDistributedDataParallel') == \
             'MMDistributedDataParallel':
-        wrapper_cfg['type'] = 'CPUDistributedDataParallel'
+        # With its scope: the Runner looks the wrapper's class up in
+        # mmengine's root registry (Registry.get, which, unlike build, does
+        # not switch to the default scope's registry).
+        wrapper_cfg['type'] = 'tood.CPUDistributedDataParallel'
         # The same defaults the Runner uses when it builds the wrapper.
         wrapper_cfg.setdefault('broadcast_buffers', False)
         wrapper_cfg.setdefault('find_unused_parameters',

@@ -14,7 +14,7 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import Tensor
 
-from tood.engine.checkpoint import load_from_local, register_safe_globals
+from tood.engine.checkpoint import load_from_local
 
 StateDict = Dict[str, Tensor]
 
@@ -26,7 +26,6 @@ def load_source_checkpoint(path: str) -> Dict[str, Any]:
         tood.engine.UnsafeCheckpointError: the file holds objects outside
             the allow-list (nothing in it was run).
     """
-    register_safe_globals()
     checkpoint = load_from_local(path, map_location='cpu')
     if not isinstance(checkpoint, dict):
         raise TypeError(f'{path} holds a {type(checkpoint).__name__}, not a '

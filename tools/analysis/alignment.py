@@ -28,8 +28,8 @@ from mmengine.runner import load_checkpoint
 
 from tood.analysis.alignment import (DEFINITIONS, analyse_dataset,
                                      markdown_table, write_json)
-from tood.engine import load_config
 from tood.datasets import prepare_data
+from tood.engine import load_config, setup_checkpoint_io
 from tood.errors import UnsafeCheckpointError
 from tood.registry import DATASETS, MODELS
 from tood.utils import register_all_modules
@@ -117,6 +117,7 @@ def main(argv=None) -> None:
         return
 
     register_all_modules()
+    setup_checkpoint_io()
     cfg = load_config(args.config, args.cfg_options)
     config_name = osp.splitext(osp.basename(args.config))[0]
     out_dir = args.out_dir or osp.join('work_dirs', 'alignment', config_name)

@@ -6,9 +6,9 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
 from mmengine.model import is_model_wrapper
 
-from tood.engine.checkpoint import atomic_write
-from tood.registry import HOOKS
+from tood.engine.checkpoint import atomic_backend_args, atomic_write
 from tood.errors import NonFiniteLossError
+from tood.registry import HOOKS
 
 from .loss_check_hook import last_checkpoint_note
 
@@ -31,15 +31,27 @@ class CheckpointHook(MMEngineCheckpointHook):
     Registered under mmengine's name in the tood scope, so configs'
     ``default_hooks.checkpoint`` build it. Differences:
 
-    * the checkpoint file is written atomically (see
-      ``tood.engine.checkpoint.AtomicLocalBackend``), then ``last_checkpoint``
+    * the checkpoint file is written atomically, then ``last_checkpoint``
       is, and only then is the checkpoint that ``max_keep_ckpts`` retires
       deleted; mmengine deletes first, so with ``max_keep_ckpts=1`` a kill
-      while saving left nothing to resume from;
+      while saving left nothing to resume from. Without ``backend_args``
+      (and with a local ``out_dir``) the checkpoints go through
+      ``tood.engine.checkpoint.AtomicLocalBackend`` (``backend_args=
+      dict(backend='atomic_local')``); a backend given in the config is
+      used as it is;
     * weights holding NaN or infinity are not saved: training stops with
       :class:`NonFiniteLossError` and the previous checkpoint stays the
       last one.
     """
+
+    def before_train(self, runner) -> None:
+        out_dir = self.out_dir or runner.work_dir
+        if (self.backend_args is None and self.file_client_args is None
+                and '://' not in str(out_dir)):
+            # Chosen here rather than in __init__: out_dir is only known
+            # now, and a remote one keeps mmengine's backend for its prefix.
+            self.backend_args = atomic_backend_args()
+        super().before_train(runner)
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict):
         model = runner.model.module if is_model_wrapper(
@@ -80,6 +92,8 @@ class CheckpointHook(MMEngineCheckpointHook):
 
         if not is_main_process():
             return
+        # The work dir is always local (mmengine makes it with os.makedirs),
+        # whatever backend the checkpoints use.
         atomic_write(
             osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         if retired is not None:
