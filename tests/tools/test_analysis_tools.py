@@ -15,7 +15,7 @@ from mmengine.config import Config
 from test_inference_tools import tiny_shapes_run
 from tool_helpers import assert_ok, python_tool, run_tool
 
-from tood.analysis import load_work_dir, plot_curves, read_scalars
+from tood.visualization import load_work_dir, plot_curves, read_scalars
 from tood.analysis.browse import browse_dataset, build_dataset
 from tood.analysis.confusion import (confusion_matrix, ground_truth_by_image,
                                      match_image, normalize_rows,

@@ -14,7 +14,7 @@ from tood.analysis.complexity import (build_detector, config_complexity,
                                       count_complexity, eval_image_shape)
 from tood.analysis.results import (collect_run, markdown_table,
                                    training_seconds)
-from tood.analysis.logs import ScalarLog
+from tood.visualization import ScalarLog
 from tood.models.layers.dcn import ModulatedDeformConv2d
 
 TOOLS = osp.join(REPO, 'tools', 'analysis')

@@ -1,19 +1,16 @@
-"""Analysis helpers behind ``tools/analysis``.
+"""Analysis helpers behind ``tools/analysis``: each module is imported
+where it is used, so that nothing heavy is loaded by ``import
+tood.analysis``.
 
-* ``tood.analysis.logs``: training curves from the scalar logs (numpy and
-  matplotlib only; re-exported here);
+* ``tood.analysis.alignment``: how well the two tasks' predictions agree
+  (the paper's alignment analysis);
 * ``tood.analysis.browse``: dataset images with their boxes after the
   pipeline;
-* ``tood.analysis.confusion``: the confusion matrix of test predictions.
+* ``tood.analysis.complexity``: parameters and FLOPs of a config;
+* ``tood.analysis.confusion``: the confusion matrix of test predictions;
+* ``tood.analysis.results``: tables of finished runs.
 
-The last two need torch (and torchvision) and are imported from their
-modules, so that ``import tood.analysis`` (done by the training report
-hook, hence by ``import tood.engine``) stays light.
+Training curves are read and plotted by ``tood.visualization`` (the
+training report hook draws them too); speed and memory benchmarks live
+with their tool, ``tools/analysis/benchmark.py``.
 """
-from .logs import (DEFAULT_KEYS, ScalarLog, find_scalar_files, load_work_dir,
-                   plot_curves, read_scalars)
-
-__all__ = [
-    'DEFAULT_KEYS', 'ScalarLog', 'find_scalar_files', 'load_work_dir',
-    'plot_curves', 'read_scalars'
-]

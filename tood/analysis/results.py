@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
-from .logs import ScalarLog, load_work_dir
+from tood.visualization import ScalarLog, load_work_dir
 
 METRICS = (('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'),
            ('AP75', 'bbox_mAP_75'), ('APs', 'bbox_mAP_s'),

@@ -68,8 +68,8 @@ def init_detector(config: Union[str, Path, Config],
         config) and ``model.dataset_meta`` (``classes``, ``palette``) from
         the checkpoint's meta, else from the config, else numbered names.
     """
-    from tood.datasets.coco import make_palette
     from tood.engine import merge_cfg_options, setup_checkpoint_io
+    from tood.visualization import make_palette
     from tood.utils import register_all_modules
 
     register_all_modules()

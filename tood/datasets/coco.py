@@ -1,5 +1,4 @@
 """COCO-format detection dataset."""
-import colorsys
 import contextlib
 import io
 import json
@@ -16,6 +15,7 @@ from pycocotools.coco import COCO
 from tood.datasets.base_det_dataset import BaseDetDataset
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
+from tood.visualization.palette import make_palette
 
 COCO_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
@@ -31,22 +31,6 @@ COCO_CLASSES = (
     'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
     'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
     'hair drier', 'toothbrush')
-
-
-def make_palette(num_colors: int) -> List[Tuple[int, int, int]]:
-    """``num_colors`` distinct, deterministic RGB colours.
-
-    Hues step by the golden ratio so that neighbouring labels differ
-    strongly; saturation and value cycle to separate hues that come close.
-    """
-    palette = []
-    for i in range(num_colors):
-        hue = (i * 0.618033988749895) % 1.0
-        saturation = (0.95, 0.7, 0.5)[i % 3]
-        value = (0.95, 0.75)[(i // 3) % 2]
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        palette.append((round(r * 255), round(g * 255), round(b * 255)))
-    return palette
 
 
 def load_coco(ann_file: str) -> COCO:

@@ -67,8 +67,9 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from tood.datasets.coco import CocoDataset, make_palette
+from tood.datasets.coco import CocoDataset
 from tood.registry import DATASETS
+from tood.visualization.palette import make_palette
 
 SHAPES_CLASSES = ('ellipse', 'rectangle', 'triangle', 'star', 'cross', 'ring',
                   'hexagon', 'arrow')

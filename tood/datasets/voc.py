@@ -13,9 +13,10 @@ from mmengine.utils import is_abs
 from PIL import Image, UnidentifiedImageError
 
 from tood.datasets.base_det_dataset import BaseDetDataset
-from tood.datasets.coco import Findings, make_palette
+from tood.datasets.coco import Findings
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
+from tood.visualization.palette import make_palette
 
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
                'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',

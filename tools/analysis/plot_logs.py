@@ -13,7 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-from tood.analysis import DEFAULT_KEYS, load_work_dir, plot_curves
+from tood.visualization import DEFAULT_KEYS, load_work_dir, plot_curves
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -10,9 +10,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop
 from mmengine.structures import InstanceData
 
-from tood.analysis.logs import DEFAULT_KEYS, load_work_dir, plot_curves
 from tood.registry import HOOKS
-from tood.visualization import draw_instances, imwrite, original_image
+from tood.visualization import (DEFAULT_KEYS, draw_instances, imwrite,
+                                load_work_dir, original_image, plot_curves)
 
 
 @HOOKS.register_module()

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import torch
 
+from .palette import make_palette
+
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 Color = Tuple[int, int, int]
 
@@ -31,9 +33,6 @@ def _as_numpy(values: Optional[ArrayLike], dtype) -> Optional[np.ndarray]:
 
 def default_palette(num_classes: int) -> list:
     """The palette datasets use when they set none (RGB tuples)."""
-    # Imported here: tood.datasets pulls in mmengine's dataset machinery,
-    # which drawing alone does not need.
-    from tood.datasets.coco import make_palette
     return make_palette(num_classes)
 
 
