@@ -1,25 +1,31 @@
-"""tools/analysis/benchmark.py, its measurements, and the speed paths of the
-assigners it measures (chunked dense stage, two-stage top-k)."""
+"""tools/analysis/benchmark.py, its measurements (benchmarking.py beside
+it), and the speed paths of the assigners it measures (chunked dense
+stage, two-stage top-k)."""
 import importlib.util
 import json
 import math
 import os.path as osp
+import sys
 
 import pytest
 import torch
 from mmengine.config import Config
 from tool_helpers import R50_1X, REPO, tiny_model_options
+from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-from tood.analysis.benchmark import (assign_inputs, detection_batch,
-                                     peak_memory, summarise)
 from tood.engine import amp
 from tood.engine.amp import CPUBFloat16OptimWrapper
-from tood.models.assigners import atss_assigner, task_aligned_assigner
-from tood.models.assigners.atss_assigner import ATSSAssigner
-from tood.models.assigners.task_aligned_assigner import (TaskAlignedAssigner,
-                                                          _topk_by_blocks)
+from tood.models.task_modules.assigners import task_aligned_assigner
+from tood.models.task_modules.assigners.task_aligned_assigner import (
+    TaskAlignedAssigner, _topk_by_blocks)
 from tood.registry import MODELS
 from tood.utils import register_all_modules
+
+sys.path.insert(0, osp.join(REPO, 'tools', 'analysis'))
+import benchmarking  # noqa: E402
+from benchmarking import (assign_inputs, detection_batch,  # noqa: E402
+                          peak_memory, run_assigner, set_training_progress,
+                          summarise, time_call, time_in_turns)
 
 # Tiny network, tiny input: the tool's code paths, not its numbers.
 SHAPE = ['64', '96']
@@ -63,7 +69,7 @@ def run(tool, tmp_path, *args):
     # One thread: small ops on two busy cores wait on each other.
     out = str(tmp_path / 'bench.json')
     tool.main([
-        R50_1X, '--shape', *SHAPE, '--iters', '1', '--warmup', '0',
+        R50_1X, '--shape', *SHAPE, '--min-run-time', '0', '--repeats', '1',
         '--device', 'cpu', '--threads', '1', '--out', out, *args
     ])
     with open(out) as f:
@@ -95,7 +101,6 @@ def test_train_task_with_amp(tool, tmp_path, keep_threads):
     result = payload['result']
     # The wrapper tools/train.py --amp uses on the CPU.
     assert result['optim_wrapper'] == 'CPUBFloat16OptimWrapper'
-    assert result['assigner'] == 'tal'
     assert result['batch_size'] == 2 and result['images_per_s'] > 0
     assert result['peak_mib'] > 0
     assert all(math.isfinite(v) for v in result['losses'].values())
@@ -114,15 +119,13 @@ def test_train_task_with_amp(tool, tmp_path, keep_threads):
 
 def test_train_compare_times_variants_in_turns(tool, tmp_path, keep_threads,
                                                monkeypatch):
-    from tood.analysis import benchmark
     calls = []
-    time_in_turns = benchmark.time_in_turns
 
-    def record(fns, warmup, iters, device):
+    def record(fns, turns, runs_per_turn=1):
         calls.append(list(fns))
-        return time_in_turns(fns, warmup, iters, device)
+        return time_in_turns(fns, turns, runs_per_turn)
 
-    monkeypatch.setattr(benchmark, 'time_in_turns', record)
+    monkeypatch.setattr(benchmarking, 'time_in_turns', record)
     payload = run(tool, tmp_path, '--task', 'train', '--compare',
                   'optim_wrapper.type=OptimWrapper model.channels_last=True',
                   'model.bbox_head.stacked_convs=1', '--cfg-options',
@@ -146,25 +149,24 @@ def test_train_compare_times_variants_in_turns(tool, tmp_path, keep_threads,
 
 def test_compare_on_real_data_draws_each_variant_from_its_loader(
         tool, tmp_path, keep_threads, monkeypatch):
-    from tood.analysis import benchmark
     drawn = []
-    cycle = benchmark.cycle
+    cycle = benchmarking.cycle
 
     def record(loader):
         for batch in cycle(loader):
             drawn.append(loader.num_workers)
             yield batch
 
-    monkeypatch.setattr(benchmark, 'cycle', record)
+    monkeypatch.setattr(benchmarking, 'cycle', record)
     VARIANT = ('train_dataloader.num_workers=1 '
                'train_dataloader.persistent_workers=True '
                'train_dataloader.batch_size=1')
     out = str(tmp_path / 'bench.json')
     root = str(tmp_path / 'shapes') + '/'
     tool.main([
-        SHAPES_MAIN_JOB, '--task', 'train', '--iters', '2', '--warmup', '1',
-        '--device', 'cpu', '--threads', '1', '--out', out, '--real-data',
-        '3', '--compare', VARIANT, '--cfg-options',
+        SHAPES_MAIN_JOB, '--task', 'train', '--repeats', '2',
+        '--min-run-time', '0', '--device', 'cpu', '--threads', '1', '--out',
+        out, '--real-data', '3', '--compare', VARIANT, '--cfg-options',
         f'train_dataloader.dataset.data_root={root}',
         f'data_preparer.data_root={root}', 'data_preparer.num_train=6',
         'data_preparer.num_val=2', 'data_preparer.img_size=64',
@@ -179,19 +181,29 @@ def test_compare_on_real_data_draws_each_variant_from_its_loader(
         assert v['repeats'] == 2
         assert v['images_per_s'] == pytest.approx(
             batch_size / v['median_ms'] * 1e3)
-    # (1 warm-up + 2 timed) turns of 3 steps each, one batch per step, from
-    # the config's loader (no workers) and the variant's (one worker).
-    assert sorted(drawn) == [0] * 9 + [1] * 9
+    # 2 turns of (2 untimed + 3 timed) steps, one batch per step, from the
+    # config's loader (no workers) and the variant's (one worker).
+    assert sorted(drawn) == [0] * 10 + [1] * 10
 
 
 def test_time_in_turns_alternates():
-    from tood.analysis.benchmark import time_in_turns
     order = []
     timings = time_in_turns(
         {name: (lambda n=name: order.append(n)) for name in 'ab'},
-        warmup=1, iters=3, device=torch.device('cpu'))
-    assert order == ['a', 'b'] + ['a', 'b'] * 3
-    assert timings['a']['repeats'] == timings['b']['repeats'] == 3
+        turns=3, runs_per_turn=2)
+    # torch's Timer.timeit runs the statement twice untimed first.
+    assert order == (['a'] * 4 + ['b'] * 4) * 3
+    for t in timings.values():
+        assert t['repeats'] == 3 and t['runs_per_repeat'] == 1
+        assert 0 < t['min_ms'] <= t['median_ms'] <= t['max_ms']
+
+
+def test_time_call_runs_blocks_for_the_time_asked():
+    calls = []
+    timing = time_call(lambda: calls.append(1), min_run_time=0)
+    # One warm-up block, one timed block.
+    assert timing['repeats'] == 1 and len(calls) >= 2
+    assert timing['median_ms'] == timing['min_ms'] == timing['max_ms']
 
 
 def test_inference_task(tool, tmp_path, keep_threads):
@@ -227,10 +239,9 @@ def test_bfloat16_autocast_keeps_losses_finite(keep_threads, monkeypatch):
     with wrapper.optim_context(model):
         inputs = model.data_preprocessor(data, True)['inputs']
         assert model.extract_feat(inputs)[0].dtype == torch.bfloat16
-    head = model.bbox_head
     torch.set_num_threads(1)
-    for epoch in (0, head.initial_epoch):  # ATSS, then TAL
-        head.epoch = epoch
+    for epoch in (0, cfg.model.train_cfg.initial_epoch):  # ATSS, then TAL
+        set_training_progress(epoch)
         log_vars = model.train_step(data, wrapper)
         assert all(math.isfinite(v.item()) for v in log_vars.values())
         assert log_vars['loss_cls'].item() > 0
@@ -251,11 +262,15 @@ def test_peak_memory_counts_torch_allocations():
 
 
 def test_summarise():
-    stats = summarise([0.004, 0.001, 0.002, 0.003])
+    measurement = Measurement(
+        number_per_run=10, raw_times=[0.04, 0.01, 0.02, 0.03],
+        task_spec=TaskSpec(stmt='fn()', setup='pass'))
+    stats = summarise(measurement)
     assert stats['median_ms'] == pytest.approx(2.5)
     assert stats['iqr_ms'] == pytest.approx(1.5)
     assert (stats['min_ms'], stats['max_ms']) == (pytest.approx(1),
                                                   pytest.approx(4))
+    assert (stats['repeats'], stats['runs_per_repeat']) == (4, 10)
 
 
 def test_topk_by_blocks_matches_topk():
@@ -270,38 +285,18 @@ def test_topk_by_blocks_matches_topk():
     assert all(len(set(row.tolist())) == 6 for row in idx)
 
 
-def test_tal_chunks_and_blocks_give_the_same_assignment(monkeypatch):
+def test_tal_chunks_give_the_same_assignment(monkeypatch):
     x = assign_inputs(23, batch_size=2, shape=(160, 224), num_classes=5)
-    x['gt_valid'][1, 15:] = False
-    x['prior_valid'][1, -40:] = False
-    args = (x['pred_scores'], x['pred_bboxes'], x['points'], x['gt_bboxes'],
-            x['gt_labels'], x['gt_valid'], x['prior_valid'], 1.0, 6.0)
+    x['gt'].valid[1, 15:] = False
+    x['priors'].valid[1, -40:] = False
     for inside_first in (False, True):
         assigner = TaskAlignedAssigner(inside_first=inside_first)
-        whole = assigner.assign(*args)
-        # Chunks of 3 GT rows, and a plain top-k (blocks of one prior).
+        whole = run_assigner(assigner, x)
+        # One GT row per chunk of the dense stage.
         with monkeypatch.context() as m:
-            m.setattr(task_aligned_assigner, 'CPU_CHUNK_ELEMENTS',
-                      3 * x['points'].size(0) + 1)
-            m.setattr(task_aligned_assigner, 'TOPK_BLOCK', 1)
-            chunked = assigner.assign(*args)
+            m.setattr(task_aligned_assigner, 'CPU_CHUNK', 1)
+            chunked = run_assigner(assigner, x)
         assert whole.fg_mask.sum() > 20
         assert torch.equal(whole.gt_index, chunked.gt_index)
         assert torch.equal(whole.metrics, chunked.metrics)
         assert torch.equal(whole.overlaps, chunked.overlaps)
-
-
-def test_atss_chunks_give_the_same_assignment(monkeypatch):
-    x = assign_inputs(9, batch_size=2, shape=(160, 224))
-    x['gt_valid'][0, 6:] = False
-    args = (x['anchors'], x['num_level_priors'], x['gt_bboxes'],
-            x['gt_valid'], x['prior_valid'])
-    whole = ATSSAssigner().assign(*args)
-    monkeypatch.setattr(
-        atss_assigner, '_chunks',
-        lambda rows, length, device: [(s, min(2, rows - s))
-                                      for s in range(0, rows, 2)])
-    chunked = ATSSAssigner().assign(*args)
-    assert whole.fg_mask.sum() > 10
-    assert torch.equal(whole.gt_index, chunked.gt_index)
-    assert torch.equal(whole.overlaps, chunked.overlaps)

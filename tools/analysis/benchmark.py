@@ -9,12 +9,13 @@
     python tools/analysis/benchmark.py CONFIG --task assign \\
         [--shape 800 1333] [--num-gts 1 10 50 200 1000] [--threads 1]
 
-Common options: ``--iters`` timed repeats after ``--warmup`` runs,
-``--device`` (default: cuda when available), ``--amp`` (float16 autocast
-with a dynamic loss scale on CUDA, bfloat16 autocast on the CPU: the
-optimizer wrapper ``tools/train.py --amp`` uses), ``--threads`` (torch
-threads), ``--out`` (the JSON file; default
-``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
+Common options: ``--min-run-time`` (seconds each measurement runs for,
+after warm-up runs), ``--repeats`` (the steps a phase split is the median
+of, and the turns of ``--compare``), ``--device`` (default: cuda when
+available), ``--amp`` (float16 autocast with a dynamic loss scale on CUDA,
+bfloat16 autocast on the CPU: the optimizer wrapper ``tools/train.py
+--amp`` uses), ``--threads`` (torch threads), ``--out`` (the JSON file;
+default ``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
 
 * train: images/s of full training steps (preprocessing, forward, label
   assignment, losses, backward, optimizer step) with task-aligned
@@ -34,12 +35,12 @@ threads), ``--out`` (the JSON file; default
   ATSSAssigner of the config's ``train_cfg`` for the priors of ``--shape``
   and each ``--num-gts``.
 
-Timings report the median, the interquartile range and the extremes of the
-repeats. Peak memory is what torch allocates beyond what it held before
-the call; how it is measured on the CPU is explained in
-``tood/analysis/benchmark.py``. The weights are random unless
-``--checkpoint`` is given (speed does not depend on them, except for the
-number of detections that reach NMS).
+Time is measured with ``torch.utils.benchmark.Timer``; timings report the
+median, the interquartile range and the extremes of its blocks (or turns).
+Peak memory is what torch allocates beyond what it held before the call.
+How both are measured is explained in ``benchmarking.py``, beside this
+tool. The weights are random unless ``--checkpoint`` is given (speed does
+not depend on them, except for the number of detections that reach NMS).
 """
 import argparse
 import copy
@@ -48,29 +49,36 @@ import os
 import os.path as osp
 import sys
 from contextlib import nullcontext
-from typing import List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
-from mmengine.config import DictAction
+from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.runner import Runner, load_checkpoint
 
-from tood.analysis.benchmark import (benchmark_assign, benchmark_inference,
-                                     benchmark_train, compare_train,
-                                     machine_info)
-from tood.engine import load_config, setup_amp
-from tood.datasets import prepare_data
-from tood.errors import UnsafeCheckpointError
-from tood.registry import MODELS, TASK_UTILS
-from tood.utils import register_all_modules
+# The measurements live beside this script (tools/analysis/), not in the
+# tood package: only this tool uses them.
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmarking import (benchmark_assign, benchmark_inference,  # noqa: E402
+                          benchmark_train, compare_train,
+                          enter_task_aligned_phase, machine_info)
+
+from tood.datasets import prepare_data  # noqa: E402
+from tood.engine import (load_config, setup_amp,  # noqa: E402
+                         setup_checkpoint_io)
+from tood.errors import UnsafeCheckpointError  # noqa: E402
+from tood.registry import MODELS  # noqa: E402
+from tood.utils import register_all_modules  # noqa: E402
 
 DEFAULT_SHAPES = dict(train=(512, 512), inference=(800, 1333),
                       assign=(800, 1333))
 DEFAULT_NUM_GTS = dict(train=[8], inference=[0], assign=[1, 10, 50, 200,
                                                          1000])
 DEFAULT_BATCH_SIZES = dict(train=2, inference=2, assign=1)
-DEFAULT_ITERS = dict(train=3, inference=5, assign=10)
+# Seconds per measurement: a few training steps, more of the quicker
+# inference steps and assignments.
+DEFAULT_MIN_RUN_TIME = dict(train=5.0, inference=3.0, assign=1.0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,9 +103,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--num-gts', type=int, nargs='+',
         help='GT boxes per image (default: 8 for train; 1 10 50 200 1000 '
         'for assign)')
-    parser.add_argument('--iters', type=int, help='timed repeats')
     parser.add_argument(
-        '--warmup', type=int, default=1, help='untimed runs first')
+        '--min-run-time', type=float, metavar='SECONDS',
+        help='time each measurement runs for, after its warm-up runs; 0 '
+        'gives one timed block (default: 5 for train, 3 for inference, 1 '
+        'for assign)')
+    parser.add_argument(
+        '--repeats', type=int, default=3,
+        help='the steps a split into phases is the median of, and the '
+        'turns of --compare (default: %(default)s)')
     parser.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument(
@@ -123,7 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='with --compare: each variant trains on batches from its own '
         'train_dataloader (the images, pipeline, batch size and workers of '
         'its config) instead of a synthetic batch, STEPS (default 10) '
-        'steps per turn')
+        'timed steps per turn')
     parser.add_argument('--out', help='JSON file for the results')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
@@ -142,7 +156,8 @@ def format_table(header: List[str], rows: List[List[object]]) -> str:
     return '\n'.join(lines)
 
 
-def build_model(cfg, checkpoint, device) -> torch.nn.Module:
+def build_model(cfg: Config, checkpoint: Optional[str],
+                device: torch.device) -> torch.nn.Module:
     """The config's model with its own initialisation (the head's priors,
     so that scores start near 0.01 as in training), except that nothing
     is downloaded: the backbone starts from random weights."""
@@ -161,7 +176,7 @@ def build_model(cfg, checkpoint, device) -> torch.nn.Module:
     return model.to(device)
 
 
-def autocast_for(device: torch.device, amp: bool):
+def autocast_for(device: torch.device, amp: bool) -> Callable[[], object]:
     """The autocast ``tools/train.py --amp`` trains with, for inference."""
     if not amp:
         return nullcontext
@@ -169,8 +184,9 @@ def autocast_for(device: torch.device, amp: bool):
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def build_for_training(args, cfg,
-                       device) -> Tuple[torch.nn.Module, OptimWrapper]:
+def build_for_training(args: argparse.Namespace, cfg: Config,
+                       device: torch.device
+                       ) -> Tuple[torch.nn.Module, OptimWrapper]:
     """The model and optimizer wrapper of one training benchmark: the
     config's, or with ``--amp`` the wrapper ``tools/train.py --amp`` uses;
     the head set to its steady state, task-aligned assignment after the
@@ -186,17 +202,17 @@ def build_for_training(args, cfg,
         else:
             print(setup_amp(cfg))
     model = build_model(cfg, args.checkpoint, device)
-    head = model.bbox_head
-    head.epoch = getattr(head, 'initial_epoch', 0)
+    enter_task_aligned_phase(model)
     return model, build_optim_wrapper(model, cfg.optim_wrapper)
 
 
-def run_train(args, cfg, device, shape, batch_size, num_gts,
-              iters) -> Tuple[dict, str]:
+def run_train(args: argparse.Namespace, cfg: Config, device: torch.device,
+              shape: Tuple[int, int], batch_size: int,
+              num_gts: List[int]) -> Tuple[dict, str]:
     model, optim_wrapper = build_for_training(args, cfg, device)
     result = benchmark_train(model, optim_wrapper, batch_size, shape,
-                             num_gts[0], args.warmup, iters, device,
-                             args.profile)
+                             num_gts[0], args.min_run_time, args.repeats,
+                             device, args.profile)
     rows = [[
         f'{shape[0]}x{shape[1]}', batch_size, result['optim_wrapper'],
         result['median_ms'], result['iqr_ms'], result['images_per_s'],
@@ -226,8 +242,9 @@ def parse_options(text: str) -> dict:
     return parser.parse_args(['--options', *text.split()]).options
 
 
-def run_compare(args, device, shape, batch_size, num_gts,
-                iters) -> Tuple[dict, str]:
+def run_compare(args: argparse.Namespace, device: torch.device,
+                shape: Tuple[int, int], batch_size: int,
+                num_gts: List[int]) -> Tuple[dict, str]:
     variants, loaders = {}, {}
     for name in ['the config'] + args.compare:
         options = dict(args.cfg_options or {})
@@ -236,14 +253,15 @@ def run_compare(args, device, shape, batch_size, num_gts,
         cfg = load_config(args.config, options)
         variants[name] = build_for_training(args, cfg, device)
         if args.real_data:
-            # The shapes data is drawn first if the config's preparer makes it.
+            # The shapes data is drawn first if the config's preparer makes
+            # it.
             prepare_data(cfg, ['train'])
             loaders[name] = Runner.build_dataloader(
                 copy.deepcopy(cfg.train_dataloader),
                 seed=cfg.get('randomness', {}).get('seed'))
     steps_per_turn = args.real_data or 1
     result = compare_train(variants, batch_size, shape, num_gts[0],
-                           args.warmup, iters, device,
+                           args.repeats,
                            loaders if args.real_data else None,
                            steps_per_turn)
     table = format_table([
@@ -253,20 +271,22 @@ def run_compare(args, device, shape, batch_size, num_gts,
         name, r['optim_wrapper'], r['median_ms'], r['iqr_ms'],
         r['images_per_s'], r['speed_up']
     ] for name, r in result.items()])
-    data = (f'batches of each train_dataloader, {steps_per_turn} steps per '
-            'turn' if args.real_data else
+    data = (f'batches of each train_dataloader, {steps_per_turn} timed '
+            'steps per turn' if args.real_data else
             f'{shape[0]}x{shape[1]}, batch {batch_size}')
     return dict(variants=result, steps_per_turn=steps_per_turn), (
-        f'{iters} rounds, each running every variant in turn ({data}):\n'
-        + table)
+        f'{args.repeats} turns, each timing every variant in turn '
+        f'({data}):\n' + table)
 
 
-def run_inference(args, cfg, device, shape, batch_size,
-                  iters) -> Tuple[dict, str]:
+def run_inference(args: argparse.Namespace, cfg: Config,
+                  device: torch.device, shape: Tuple[int, int],
+                  batch_size: int) -> Tuple[dict, str]:
     model = build_model(cfg, args.checkpoint, device)
     batch_sizes = sorted({1, batch_size})
-    result = benchmark_inference(model, batch_sizes, shape, args.warmup,
-                                 iters, device, autocast_for(device, args.amp),
+    result = benchmark_inference(model, batch_sizes, shape,
+                                 args.min_run_time, args.repeats, device,
+                                 autocast_for(device, args.amp),
                                  args.profile)
     rows = [[
         f'{shape[0]}x{shape[1]}', r['batch_size'], r['median_ms'],
@@ -290,21 +310,16 @@ def run_inference(args, cfg, device, shape, batch_size,
     return result, table
 
 
-def run_assign(args, cfg, device, shape, batch_size, num_gts,
-               iters) -> Tuple[dict, str]:
+def run_assign(args: argparse.Namespace, cfg: Config, device: torch.device,
+               shape: Tuple[int, int], batch_size: int,
+               num_gts: List[int]) -> Tuple[dict, str]:
     if args.amp:
         print('--amp: assigners always compute in float32; ignored.')
-    train_cfg = cfg.model.train_cfg
-    head_cfg = cfg.model.bbox_head
-    assigners = {
-        'TAL': TASK_UTILS.build(train_cfg.assigner),
-        'ATSS': TASK_UTILS.build(train_cfg.initial_assigner),
-    }
-    rows = benchmark_assign(
-        assigners, num_gts, shape, batch_size, head_cfg.num_classes,
-        head_cfg.get('strides', (8, 16, 32, 64, 128)),
-        head_cfg.get('anchor_scale', 8), train_cfg.get('alpha', 1),
-        train_cfg.get('beta', 6), args.warmup, iters, device)
+    # The model is built for its head's assigners, priors and classes, as
+    # training builds them from the config.
+    model = build_model(cfg, None, torch.device('cpu'))
+    rows = benchmark_assign(model, num_gts, shape, batch_size,
+                            args.min_run_time, device)
     table = format_table([
         'assigner', 'GTs', 'priors', 'batch', 'median ms', 'IQR ms',
         'min ms', 'peak MiB', 'N×G buffers', 'positives'
@@ -322,35 +337,35 @@ def main(argv=None) -> None:
     shape = tuple(args.shape or DEFAULT_SHAPES[task])
     batch_size = args.batch_size or DEFAULT_BATCH_SIZES[task]
     num_gts = args.num_gts or DEFAULT_NUM_GTS[task]
-    iters = args.iters or DEFAULT_ITERS[task]
+    if args.min_run_time is None:
+        args.min_run_time = DEFAULT_MIN_RUN_TIME[task]
     threads = args.threads or (1 if task == 'assign' else None)
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(args.device)
 
+    if args.compare and task != 'train':
+        sys.exit('--compare is for --task train')
+    if args.real_data and not args.compare:
+        sys.exit('--real-data is for --compare')
     register_all_modules()
+    setup_checkpoint_io()
     cfg = load_config(args.config, args.cfg_options)
     config_name = osp.splitext(osp.basename(args.config))[0]
     out = args.out or osp.join('work_dirs', 'benchmark',
                                f'{config_name}_{task}.json')
     machine = machine_info(device)
 
-    if args.compare and task != 'train':
-        sys.exit('--compare is for --task train')
-    if args.real_data and not args.compare:
-        sys.exit('--real-data is for --compare')
     if args.compare:
-        result, table = run_compare(args, device, shape, batch_size,
-                                    num_gts, iters)
+        result, table = run_compare(args, device, shape, batch_size, num_gts)
     elif task == 'train':
         result, table = run_train(args, cfg, device, shape, batch_size,
-                                  num_gts, iters)
+                                  num_gts)
     elif task == 'inference':
-        result, table = run_inference(args, cfg, device, shape, batch_size,
-                                      iters)
+        result, table = run_inference(args, cfg, device, shape, batch_size)
     else:
         result, table = run_assign(args, cfg, device, shape, batch_size,
-                                   num_gts, iters)
+                                   num_gts)
     # The load may change during a long run; keep both ends.
     machine['load_average_end'] = machine_info(device).get('load_average')
     print(table)
@@ -365,8 +380,8 @@ def main(argv=None) -> None:
             shape=list(shape),
             batch_size=batch_size,
             num_gts=num_gts,
-            iters=iters,
-            warmup=args.warmup,
+            min_run_time=args.min_run_time,
+            repeats=args.repeats,
             amp=args.amp,
             threads=torch.get_num_threads()),
         machine=machine,

@@ -1,29 +1,39 @@
 """Speed and memory of TOOD: the measurements behind
-``tools/analysis/benchmark.py``.
+``tools/analysis/benchmark.py`` (which imports this module from its own
+folder; nothing in the ``tood`` package needs it).
 
 Three tasks, each on synthetic inputs of a chosen size, so that runs are
 comparable between machines and with other toolboxes at identical
 settings:
 
-* ``benchmark_train``: full training steps (data preprocessor, forward,
+* :func:`benchmark_train`: full training steps (data preprocessor, forward,
   losses, backward, optimizer step) with the config's optimizer wrapper,
   mixed precision included; plus a split of one step into network forward,
   label assignment and losses, their backward, the network's backward and
-  the optimizer step; ``compare_train`` times variants of a config in
+  the optimizer step; :func:`compare_train` times variants of a config in
   turns and gives their speed-ups;
-* ``benchmark_inference``: ``test_step`` at batch 1 and larger batches,
-  and the post-processing (score filter, top-k, NMS, rescale) alone;
-* ``benchmark_assign``: one assigner on the priors of one input size and a
-  given number of random GT boxes per image.
+* :func:`benchmark_inference`: ``test_step`` at batch 1 and larger
+  batches, and the post-processing (score filter, top-k, NMS, rescale)
+  alone;
+* :func:`benchmark_assign`: one assigner on the priors of one input size
+  and a given number of random GT boxes per image.
 
-Times are wall-clock seconds of repeated runs after warm-up runs; each
-result carries the median, the interquartile range and the extremes.
+**Time** is measured with ``torch.utils.benchmark.Timer``, which
+synchronises the accelerator around each timed block and runs the
+statement with a fixed number of threads (ours: torch's current setting).
+A single measurement uses ``Timer.blocked_autorange``: warm-up runs, then
+blocks of runs until ``min_run_time`` seconds are spent. Variants compared
+in turns use ``Timer.timeit(n)`` once per variant per turn: two untimed
+runs, then ``n`` timed ones. Each result carries the median, the
+interquartile range and the extremes over the blocks (or turns). The
+split of one step into phases is not a repeated measurement but laps of
+``time.perf_counter`` within a step, synchronised at each boundary.
 
-Peak memory is the largest amount of memory that torch's allocator holds
-during a call beyond what it held when the call began (weights, optimizer
-state and inputs are not counted). On CUDA it comes from the caching
-allocator's statistics. On the CPU, ``tracemalloc`` and the process RSS
-cannot see it (torch allocates outside Python's allocator, and freed
+**Peak memory** is the largest amount of memory that torch's allocator
+holds during a call beyond what it held when the call began (weights,
+optimizer state and inputs are not counted). On CUDA it comes from the
+caching allocator's statistics. On the CPU, ``tracemalloc`` and the process
+RSS cannot see it (torch allocates outside Python's allocator, and freed
 blocks stay in the process), so the call runs once more under
 ``torch.profiler`` with ``profile_memory=True``, which reports every
 allocation and free of torch's CPU allocator with a timestamp; the peak is
@@ -32,19 +42,20 @@ the largest running sum of those sizes.
 import math
 import os
 import platform
+import statistics
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
                     Sequence, Tuple)
 
 import torch
+from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile, record_function
+from torch.utils.benchmark import Measurement, Timer
 
-from tood.models.heads.priors import (grid_priors, square_anchors,
-                                      valid_prior_mask)
 from tood.structures import DetDataSample
 
 MiB = 1024.0**2
@@ -54,62 +65,64 @@ MiB = 1024.0**2
 # Timing and memory
 # ---------------------------------------------------------------------- #
 def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work so that wall-clock times are complete."""
+    """Wait for queued GPU work so that a lap of wall-clock time is
+    complete (the Timer does this itself)."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 
 
-def summarise(seconds: Sequence[float]) -> Dict[str, float]:
-    """Median and spread of repeated timings, in milliseconds."""
-    ms = sorted(s * 1e3 for s in seconds)
-    n = len(ms)
+def make_timer(fn: Callable[[], object], label: str = '') -> Timer:
+    """A ``torch.utils.benchmark.Timer`` of ``fn()`` with torch's current
+    number of threads (the Timer's default is one)."""
+    return Timer(
+        stmt='fn()',
+        globals=dict(fn=fn),
+        label=label,
+        num_threads=torch.get_num_threads())
 
-    def quantile(q: float) -> float:
-        pos = q * (n - 1)
-        lo, hi = math.floor(pos), math.ceil(pos)
-        return ms[lo] + (ms[hi] - ms[lo]) * (pos - lo)
 
+def summarise(measurement: Measurement) -> Dict[str, float]:
+    """The median and spread of a Timer's measurement, in milliseconds.
+
+    ``repeats`` counts its blocks (or turns) and ``runs_per_repeat`` the
+    runs each of them averaged.
+    """
+    times = measurement.times
     return dict(
-        median_ms=quantile(0.5),
-        iqr_ms=quantile(0.75) - quantile(0.25),
-        min_ms=ms[0],
-        max_ms=ms[-1],
-        repeats=n)
+        median_ms=measurement.median * 1e3,
+        iqr_ms=measurement.iqr * 1e3,
+        min_ms=min(times) * 1e3,
+        max_ms=max(times) * 1e3,
+        repeats=len(times),
+        runs_per_repeat=measurement.number_per_run)
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iters: int,
-               device: torch.device) -> Dict[str, float]:
-    """Run ``fn`` ``warmup`` times, then time ``iters`` runs."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    seconds = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return summarise(seconds)
+def time_call(fn: Callable[[], object], min_run_time: float,
+              label: str = '') -> Dict[str, float]:
+    """``fn``'s time per call by ``Timer.blocked_autorange``: warm-up runs,
+    then blocks of runs for at least ``min_run_time`` seconds (at least
+    one block)."""
+    return summarise(
+        make_timer(fn, label).blocked_autorange(min_run_time=min_run_time))
 
 
-def time_in_turns(fns: Dict[str, Callable[[], object]], warmup: int,
-                  iters: int,
-                  device: torch.device) -> Dict[str, Dict[str, float]]:
-    """``time_calls`` for several functions run in turns (each round runs
-    every function once), so that a change of machine load during the run
-    slows them alike and their ratio stays fair."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    synchronize(device)
-    seconds: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
-    return {name: summarise(s) for name, s in seconds.items()}
+def time_in_turns(fns: Dict[str, Callable[[], object]], turns: int,
+                  runs_per_turn: int = 1) -> Dict[str, Dict[str, float]]:
+    """Time several functions in turns: each turn times every function once
+    (``Timer.timeit(runs_per_turn)``: two untimed runs, then
+    ``runs_per_turn`` timed ones), so that a change of machine load during
+    the run slows them alike and their ratio stays fair. Each result
+    summarises its ``turns`` per-run times."""
+    timers = {name: make_timer(fn, name) for name, fn in fns.items()}
+    measured: Dict[str, List[Measurement]] = {name: [] for name in fns}
+    for _ in range(turns):
+        for name, timer in timers.items():
+            measured[name].append(timer.timeit(runs_per_turn))
+    # merge() gives one Measurement per timer, of per-run times.
+    return {
+        name: summarise(Measurement.merge(ms)[0])
+        for name, ms in measured.items()
+    }
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
@@ -159,6 +172,113 @@ def machine_info(device: torch.device) -> Dict[str, object]:
     if hasattr(os, 'getloadavg'):
         info['load_average'] = [round(x, 2) for x in os.getloadavg()]
     return info
+
+
+# ---------------------------------------------------------------------- #
+# The model internals a benchmark reaches into. The head, its losses and
+# the assigners' call signatures live in tood/models and change with
+# them: every use of them is in this section, so that such a change is
+# followed here alone.
+# ---------------------------------------------------------------------- #
+def prior_inputs(sizes: Sequence[Tuple[int, int]], strides: Sequence[int],
+                 pad_shape: Tuple[int, int], batch_size: int,
+                 anchor_scale: float):
+    """The ``Priors`` the head derives from its feature-map sizes for a
+    batch of images padded to ``pad_shape``."""
+    from tood.models.task_modules import make_priors
+    samples = [
+        DetDataSample(
+            metainfo=dict(pad_shape=pad_shape, batch_input_shape=pad_shape))
+        for _ in range(batch_size)
+    ]
+    return make_priors(sizes, strides, anchor_scale, samples,
+                       torch.device('cpu'))
+
+
+def padded_gts(gt_bboxes: Tensor, gt_labels: Tensor):
+    """(B, G, 4) boxes and (B, G) labels, every slot used, as the
+    ``PaddedGT`` the assigners take."""
+    from tood.structures import PaddedGT
+    return PaddedGT(gt_bboxes, gt_labels,
+                    torch.ones(gt_labels.shape, dtype=torch.bool,
+                               device=gt_labels.device))
+
+
+def run_assigner(assigner, inputs: dict):
+    """Call an assigner (task-aligned or ATSS) on :func:`assign_inputs`;
+    returns its result (with a ``fg_mask``)."""
+    return assigner.assign(inputs['priors'], inputs['gt'],
+                           inputs['pred_scores'], inputs['pred_bboxes'])
+
+
+def model_assigners(model: nn.Module) -> List[object]:
+    """The assigner objects the model's head uses, wherever the head keeps
+    them (found by their class names)."""
+    found = []
+    for module in model.bbox_head.modules():
+        for value in vars(module).values():
+            if type(value).__name__.endswith('Assigner') and \
+                    all(value is not f for f in found):
+                found.append(value)
+    return found
+
+
+def head_assigners(model: nn.Module) -> Dict[str, object]:
+    """The head's assigners as it builds them (``alpha`` and ``beta`` from
+    the config included), by short name: task-aligned ('TAL') first."""
+    short = dict(TaskAlignedAssigner='TAL', ATSSAssigner='ATSS')
+    named = {
+        short.get(type(a).__name__, type(a).__name__): a
+        for a in model_assigners(model)
+    }
+    return {k: named[k] for k in sorted(named, key=lambda k: (k != 'TAL', k))}
+
+
+def set_training_progress(epoch: int, iteration: int = 0) -> None:
+    """Make the head train as at ``epoch`` and ``iteration`` (0-based),
+    which decide between the ATSS warm-up and task-aligned assignment.
+
+    The head reads them from mmengine's message hub, as a runner's train
+    loop keeps them; a hub of our own is made current, so that what an
+    earlier runner in this process left there does not count.
+    """
+    hub = MessageHub.get_instance(f'tood-benchmark-{time.time_ns()}')
+    hub.update_info('epoch', epoch)
+    hub.update_info('iter', iteration)
+
+
+def enter_task_aligned_phase(model: nn.Module) -> None:
+    """Make the head train as after the ATSS warm-up (task-aligned
+    assignment), the steady state a benchmark should time: the epoch and
+    iteration at which its criterion ends the warm-up."""
+    criterion = model.bbox_head.criterion
+    set_training_progress(criterion.initial_epoch,
+                          criterion.initial_iter or 0)
+
+
+def head_losses(model: nn.Module, cls_scores: List[Tensor],
+                bbox_preds: List[Tensor], data_samples: list) -> dict:
+    """The head's losses given its outputs."""
+    return model.bbox_head.loss_by_feat(cls_scores, bbox_preds, data_samples)
+
+
+def head_predictions(model: nn.Module, cls_scores: List[Tensor],
+                     bbox_preds: List[Tensor], metas: List[dict]) -> list:
+    """The head's post-processing given its outputs."""
+    return model.bbox_head.predict_by_feat(cls_scores, bbox_preds, metas)
+
+
+@contextmanager
+def labelled_regions(model: nn.Module) -> Iterator[None]:
+    """Name the network, the losses (with the assignment inside) and the
+    post-processing in profiles."""
+    head = model.bbox_head
+    with labelled(model, 'extract_feat', 'network'), \
+            labelled(head, 'forward', 'network'), \
+            labelled(head, 'loss_by_feat', 'targets_losses'), \
+            labelled_all(model_assigners(model), 'assign', 'assignment'), \
+            labelled(head, 'predict_by_feat', 'post_processing'):
+        yield
 
 
 # ---------------------------------------------------------------------- #
@@ -212,39 +332,31 @@ def assign_inputs(num_gts: int,
     ``num_classes``; every image has ``num_gts`` random GT boxes.
 
     Returns:
-        dict with ``pred_scores`` (B, N, C), ``pred_bboxes`` (B, N, 4),
-        ``points`` (N, 2), ``anchors`` (N, 4), ``num_level_priors``,
-        ``gt_bboxes`` (B, G, 4), ``gt_labels`` (B, G), ``gt_valid`` (B, G),
-        ``prior_valid`` (B, N).
+        dict with ``priors`` (the head's ``Priors``: N points, anchors,
+        (B, N) valid), ``gt`` (``PaddedGT``: (B, G) boxes, labels, valid),
+        ``pred_scores`` (B, N, C) and ``pred_bboxes`` (B, N, 4).
     """
     g = torch.Generator().manual_seed(seed)
-    sizes = featmap_sizes(shape, strides)
-    points, prior_strides = grid_priors(sizes, strides, torch.device('cpu'))
+    priors = prior_inputs(
+        featmap_sizes(shape, strides), strides, padded_shape(shape),
+        batch_size, anchor_scale)
+    points = priors.points
     N = points.size(0)
     sides = torch.exp(torch.randn(batch_size, N, 4, generator=g) * 0.5 +
-                      math.log(3.0)) * prior_strides[None, :, None]
+                      math.log(3.0)) * priors.strides[None, :, None]
     pred_bboxes = torch.cat(
         [points - sides[..., :2], points + sides[..., 2:]], -1)
     gt_bboxes = torch.stack(
         [random_gt_boxes(num_gts, shape, g) for _ in range(batch_size)])
-    inputs = dict(
-        pred_scores=torch.rand(batch_size, N, num_classes, generator=g),
-        pred_bboxes=pred_bboxes,
-        points=points,
-        anchors=square_anchors(points, prior_strides, anchor_scale),
-        gt_bboxes=gt_bboxes,
-        gt_labels=torch.randint(
-            0, num_classes, (batch_size, num_gts), generator=g),
-        gt_valid=torch.ones(batch_size, num_gts, dtype=torch.bool),
-        prior_valid=valid_prior_mask(sizes, strides,
-                                     [padded_shape(shape)] * batch_size,
-                                     torch.device('cpu')))
-    inputs = {
-        k: v.to(device) if isinstance(v, Tensor) else v
-        for k, v in inputs.items()
-    }
-    inputs['num_level_priors'] = [h * w for h, w in sizes]
-    return inputs
+    gt_labels = torch.randint(
+        0, num_classes, (batch_size, num_gts), generator=g)
+    return dict(
+        priors=type(priors)(*(v.to(device) if isinstance(v, Tensor) else v
+                              for v in priors)),
+        gt=padded_gts(gt_bboxes.to(device), gt_labels.to(device)),
+        pred_scores=torch.rand(
+            batch_size, N, num_classes, generator=g).to(device),
+        pred_bboxes=pred_bboxes.to(device))
 
 
 def detection_batch(batch_size: int,
@@ -277,48 +389,34 @@ def detection_batch(batch_size: int,
 # ---------------------------------------------------------------------- #
 # Assignment
 # ---------------------------------------------------------------------- #
-def run_assigner(assigner, inputs: dict, alpha: float = 1.0,
-                 beta: float = 6.0):
-    """Call a TaskAlignedAssigner or ATSSAssigner on ``assign_inputs``."""
-    if type(assigner).__name__ == 'ATSSAssigner':
-        return assigner.assign(inputs['anchors'], inputs['num_level_priors'],
-                               inputs['gt_bboxes'], inputs['gt_valid'],
-                               inputs['prior_valid'])
-    return assigner.assign(inputs['pred_scores'], inputs['pred_bboxes'],
-                           inputs['points'], inputs['gt_bboxes'],
-                           inputs['gt_labels'], inputs['gt_valid'],
-                           inputs['prior_valid'], alpha, beta)
-
-
-def benchmark_assign(assigners: Dict[str, object],
+def benchmark_assign(model: nn.Module,
                      num_gts: Sequence[int],
                      shape: Tuple[int, int],
                      batch_size: int,
-                     num_classes: int,
-                     strides: Sequence[int],
-                     anchor_scale: float,
-                     alpha: float,
-                     beta: float,
-                     warmup: int,
-                     iters: int,
+                     min_run_time: float,
                      device: torch.device) -> List[dict]:
-    """Time and peak memory of each assigner for each number of GTs.
+    """Time and peak memory of each of the head's assigners (as it builds
+    them from the config) for each number of GTs, on the priors of its
+    strides for ``shape``.
 
     ``buffers`` expresses the peak in (priors × GTs × images) float32
     buffers, the unit in which dense assigners' memory grows.
     """
+    head = model.bbox_head
+    assigners = head_assigners(model)
     rows = []
     for g in num_gts:
-        inputs = assign_inputs(g, batch_size, shape, num_classes, strides,
-                               anchor_scale, seed=g, device=device)
-        num_priors = inputs['points'].size(0)
+        inputs = assign_inputs(g, batch_size, shape, head.num_classes,
+                               head.strides, head.anchor_scale, seed=g,
+                               device=device)
+        num_priors = inputs['priors'].points.size(0)
         for name, assigner in assigners.items():
 
             def call():
-                return run_assigner(assigner, inputs, alpha, beta)
+                return run_assigner(assigner, inputs)
 
             result = call()
-            timing = time_calls(call, warmup, iters, device)
+            timing = time_call(call, min_run_time, f'{name}, {g} GTs')
             peak = peak_memory(call, device)
             rows.append(
                 dict(
@@ -359,6 +457,23 @@ def labelled(obj: object, method: str, label: str) -> Iterator[dict]:
         delattr(obj, method)
 
 
+@contextmanager
+def labelled_all(objs: Sequence[object], method: str,
+                 label: str) -> Iterator[dict]:
+    """:func:`labelled` for several objects at once; once the block has
+    run, the yielded dict's ``seconds`` and ``calls`` add up all of
+    them."""
+    total = dict(seconds=0.0, calls=0)
+    with ExitStack() as stack:
+        spent = [
+            stack.enter_context(labelled(obj, method, label)) for obj in objs
+        ]
+        yield total
+        total.update(
+            seconds=sum(s['seconds'] for s in spent),
+            calls=sum(s['calls'] for s in spent))
+
+
 def check_finite(log_vars: Dict[str, Tensor]) -> Dict[str, float]:
     values = {
         k: float(torch.as_tensor(v).detach())
@@ -374,14 +489,14 @@ def check_finite(log_vars: Dict[str, Tensor]) -> Dict[str, float]:
 def train_step_phases(model: nn.Module, data: dict,
                       optim_wrapper: OptimWrapper,
                       device: torch.device) -> Dict[str, float]:
-    """One training step split into phases, in seconds.
+    """One training step split into phases, in seconds (laps of
+    ``time.perf_counter``, synchronised at each boundary).
 
-    The head's outputs are cut from the graph and fed to ``loss_by_feat``
-    as leaves, so the backward of the losses (to the head's outputs) and
-    the network's backward run as two calls; their sum is the ordinary
+    The head's outputs are cut from the graph and fed to its losses as
+    leaves, so the backward of the losses (to the head's outputs) and the
+    network's backward run as two calls; their sum is the ordinary
     backward. ``assignment`` is part of ``targets_losses_forward``.
     """
-    head = model.bbox_head
     times = {}
     synchronize(device)
     start = time.perf_counter()
@@ -396,20 +511,20 @@ def train_step_phases(model: nn.Module, data: dict,
     data = model.data_preprocessor(data, True)
     lap('preprocess')
     with optim_wrapper.optim_context(model):
-        cls_scores, bbox_preds = head(model.extract_feat(data['inputs']))
+        cls_scores, bbox_preds = model.bbox_head(
+            model.extract_feat(data['inputs']))
     lap('network_forward')
     outputs = list(cls_scores) + list(bbox_preds)
     leaves = [o.detach().requires_grad_() for o in outputs]
     num_levels = len(cls_scores)
-    with labelled(head.assigner, 'assign', 'assignment') as tal, \
-            labelled(head.initial_assigner, 'assign', 'assignment') as atss:
+    with labelled_all(model_assigners(model), 'assign',
+                      'assignment') as assignment:
         with optim_wrapper.optim_context(model):
-            losses = head.loss_by_feat(leaves[:num_levels],
-                                       leaves[num_levels:],
-                                       data['data_samples'])
+            losses = head_losses(model, leaves[:num_levels],
+                                 leaves[num_levels:], data['data_samples'])
             loss, log_vars = model.parse_losses(losses)
         lap('targets_losses_forward')
-    times['assignment'] = tal['seconds'] + atss['seconds']
+    times['assignment'] = assignment['seconds']
     check_finite(log_vars)
     loss.backward()
     lap('losses_backward')
@@ -457,18 +572,12 @@ def profile_table(fn: Callable[[], object], device: torch.device,
     return table, entries, regions
 
 
-@contextmanager
-def labelled_regions(model: nn.Module) -> Iterator[None]:
-    """Name the network, the losses (with the assignment inside) and the
-    post-processing in profiles."""
-    head = model.bbox_head
-    with labelled(model, 'extract_feat', 'network'), \
-            labelled(head, 'forward', 'network'), \
-            labelled(head, 'loss_by_feat', 'targets_losses'), \
-            labelled(head.assigner, 'assign', 'assignment') \
-            if hasattr(head, 'assigner') else nullcontext(), \
-            labelled(head, 'predict_by_feat', 'post_processing'):
-        yield
+def zero_lr(optim_wrapper: OptimWrapper) -> None:
+    """The optimizer does all its work, but with lr 0 the weights stay as
+    given: otherwise a few steps at full lr from random weights drive the
+    scores to 0, and later steps assign no positives at all."""
+    for group in optim_wrapper.optimizer.param_groups:
+        group['lr'] = 0.0
 
 
 def benchmark_train(model: nn.Module,
@@ -476,34 +585,31 @@ def benchmark_train(model: nn.Module,
                     batch_size: int,
                     shape: Tuple[int, int],
                     num_gts: int,
-                    warmup: int,
-                    iters: int,
+                    min_run_time: float,
+                    phase_steps: int,
                     device: torch.device,
                     profile_rows: int = 0) -> dict:
     """Images per second of full training steps, the step's peak memory,
-    the split of a step into phases and, with ``profile_rows``, the top
-    entries of a profile of one step. The optimizer's lr is set to 0."""
-    head = model.bbox_head
+    the split of a step into phases (the median of ``phase_steps`` steps)
+    and, with ``profile_rows``, the top entries of a profile of one step.
+    The optimizer's lr is set to 0 (:func:`zero_lr`)."""
     model.train()
-    # The optimizer does all its work, but with lr 0 the weights stay as
-    # given: otherwise a few steps at full lr from random weights drive
-    # the scores to 0, and later steps assign no positives at all.
-    for group in optim_wrapper.optimizer.param_groups:
-        group['lr'] = 0.0
-    data = detection_batch(batch_size, shape, num_gts, head.num_classes)
+    zero_lr(optim_wrapper)
+    data = detection_batch(batch_size, shape, num_gts,
+                           model.bbox_head.num_classes)
     losses = {}
 
     def step():
         losses.update(check_finite(model.train_step(data, optim_wrapper)))
 
-    timing = time_calls(step, warmup, iters, device)
+    timing = time_call(step, min_run_time, 'train step')
     peak = peak_memory(step, device)
     phases = [
         train_step_phases(model, data, optim_wrapper, device)
-        for _ in range(max(1, iters))
+        for _ in range(max(1, phase_steps))
     ]
     phase_ms = {
-        k: summarise([p[k] for p in phases])['median_ms']
+        k: 1e3 * statistics.median(p[k] for p in phases)
         for k in phases[0]
     }
     step_ms = sum(v for k, v in phase_ms.items() if k != 'assignment')
@@ -513,7 +619,6 @@ def benchmark_train(model: nn.Module,
         batch_size=batch_size,
         shape=list(shape),
         num_gts=num_gts,
-        assigner=('initial' if head.epoch < head.initial_epoch else 'tal'),
         optim_wrapper=type(optim_wrapper).__name__,
         **timing,
         images_per_s=batch_size / timing['median_ms'] * 1e3,
@@ -537,29 +642,31 @@ def cycle(loader: Iterable) -> Iterator:
 
 
 def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
-                  batch_size: int, shape: Tuple[int, int], num_gts: int,
-                  warmup: int, iters: int, device: torch.device,
+                  batch_size: int,
+                  shape: Tuple[int, int],
+                  num_gts: int,
+                  turns: int,
                   loaders: Optional[Dict[str, Iterable]] = None,
                   steps_per_turn: int = 1) -> Dict[str, dict]:
     """Full training steps of several (model, optimizer wrapper) variants of
-    one config, timed in turns (``time_in_turns``). Each result has the
+    one config, timed in turns (:func:`time_in_turns`). Each result has the
     timing summary of one step, images/s and ``speed_up``: the first
     variant's median step time over this one's. lr is set to 0 as in
-    ``benchmark_train``.
+    :func:`benchmark_train`.
 
     Without ``loaders`` every variant trains on the same synthetic batch.
     With them, each variant takes its batches (and batch size) from its own
     loader, so the time spent loading (in the main process, or waiting for
-    workers) is part of the step. A turn is then ``steps_per_turn`` consecutive steps:
-    a worker process fills its prefetch queue while the other variants
-    run, and one step per turn would always find its batch ready.
+    workers) is part of the step. A turn is then ``steps_per_turn``
+    consecutive timed steps (after the Timer's two untimed ones): a worker
+    process fills its prefetch queue while the other variants run, and one
+    step per turn would always find its batch ready.
     """
     data = None
     steps = {}
     for name, (model, optim_wrapper) in variants.items():
         model.train()
-        for group in optim_wrapper.optimizer.param_groups:
-            group['lr'] = 0.0
+        zero_lr(optim_wrapper)
         if loaders is not None:
             batches = cycle(loaders[name])
             next_batch = (lambda b=batches: next(b))
@@ -569,25 +676,19 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
                                        model.bbox_head.num_classes)
             next_batch = (lambda: data)
 
-        def turn(m=model, o=optim_wrapper, next_batch=next_batch):
-            for _ in range(steps_per_turn):
-                check_finite(m.train_step(next_batch(), o))
+        def step(m=model, o=optim_wrapper, next_batch=next_batch):
+            check_finite(m.train_step(next_batch(), o))
 
-        steps[name] = turn
-    timings = time_in_turns(steps, warmup, iters, device)
-    timings = {
-        name: {k: v / steps_per_turn if k.endswith('_ms') else v
-               for k, v in t.items()}
-        for name, t in timings.items()
-    }
+        steps[name] = step
+    timings = time_in_turns(steps, turns, steps_per_turn)
     first = next(iter(timings.values()))['median_ms']
     return {
         name: dict(
             t,
             optim_wrapper=type(variants[name][1]).__name__,
             images_per_s=(loaders[name].batch_sampler.batch_size
-                          if loaders is not None
-                          else batch_size) / t['median_ms'] * 1e3,
+                          if loaders is not None else batch_size) /
+            t['median_ms'] * 1e3,
             speed_up=first / t['median_ms'])
         for name, t in timings.items()
     }
@@ -599,8 +700,7 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
 def inference_phases(model: nn.Module, data: dict,
                      device: torch.device) -> Dict[str, float]:
     """One ``test_step`` split into preprocessing, network and
-    post-processing, in seconds."""
-    head = model.bbox_head
+    post-processing, in seconds (laps, as in :func:`train_step_phases`)."""
     times = {}
     synchronize(device)
     start = time.perf_counter()
@@ -608,12 +708,12 @@ def inference_phases(model: nn.Module, data: dict,
     synchronize(device)
     times['preprocess'] = time.perf_counter() - start
     start = time.perf_counter()
-    outs = head(model.extract_feat(data['inputs']))
+    outs = model.bbox_head(model.extract_feat(data['inputs']))
     synchronize(device)
     times['network'] = time.perf_counter() - start
     start = time.perf_counter()
-    head.predict_by_feat(*outs,
-                         [s.metainfo for s in data['data_samples']])
+    head_predictions(model, *outs,
+                     [s.metainfo for s in data['data_samples']])
     synchronize(device)
     times['post_processing'] = time.perf_counter() - start
     return times
@@ -640,26 +740,27 @@ def saturated_outputs(
 def benchmark_inference(model: nn.Module,
                         batch_sizes: Sequence[int],
                         shape: Tuple[int, int],
-                        warmup: int,
-                        iters: int,
+                        min_run_time: float,
+                        phase_steps: int,
                         device: torch.device,
                         autocast: Callable[[], object] = nullcontext,
                         profile_rows: int = 0) -> dict:
     """``test_step`` speed and peak memory per batch size; at batch 1 also
-    the split into network and post-processing, and post-processing alone
-    on saturated scores (see ``saturated_outputs``)."""
-    head = model.bbox_head
+    the split into network and post-processing (the median of
+    ``phase_steps`` steps), and post-processing alone on saturated scores
+    (see :func:`saturated_outputs`)."""
     model.eval()
     rows = []
     extra = {}
     for batch_size in batch_sizes:
-        data = detection_batch(batch_size, shape, 0, head.num_classes)
+        data = detection_batch(batch_size, shape, 0,
+                               model.bbox_head.num_classes)
 
         def step():
             with torch.no_grad(), autocast():
                 return model.test_step(data)
 
-        timing = time_calls(step, warmup, iters, device)
+        timing = time_call(step, min_run_time, f'test step, {batch_size}')
         peak = peak_memory(step, device)
         rows.append(
             dict(
@@ -673,16 +774,17 @@ def benchmark_inference(model: nn.Module,
         with torch.no_grad(), autocast():
             phases = [
                 inference_phases(model, data, device)
-                for _ in range(max(1, iters))
+                for _ in range(max(1, phase_steps))
             ]
             phase_ms = {
-                k: summarise([p[k] for p in phases])['median_ms']
+                k: 1e3 * statistics.median(p[k] for p in phases)
                 for k in phases[0]
             }
             cls_scores, bbox_preds, metas = saturated_outputs(model, data)
-            saturated = time_calls(
-                lambda: head.predict_by_feat(cls_scores, bbox_preds, metas),
-                warmup, iters, device)
+            saturated = time_call(
+                lambda: head_predictions(model, cls_scores, bbox_preds,
+                                         metas), min_run_time,
+                'saturated post-processing')
         total = sum(phase_ms.values())
         extra = dict(
             phases_ms=phase_ms,
