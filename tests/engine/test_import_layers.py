@@ -1,8 +1,12 @@
 """Imports point one way: tools -> apis / engine -> models / datasets /
 evaluation -> structures (with the error types, the registries and the
-drawing code at the bottom, where every layer may use them)."""
+drawing code at the bottom, where every layer may use them); the engine's
+registered types are found without the lower layers importing it."""
 import ast
+import os
 import os.path as osp
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator, Tuple
 
@@ -81,3 +85,34 @@ def test_the_levels_are_read_as_meant():
     assert level('tood.models.heads.tood_head') == 1
     assert level('tood.engine.hooks.report_hook') == 3
     assert level('tood.analysis.alignment') == TOP
+
+
+# A fresh interpreter: in this one, other tests have imported tood.engine.
+LAZY_ENGINE = """
+import sys
+import torch
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import HOOKS, MODEL_WRAPPERS
+from tood.utils import register_all_modules
+
+register_all_modules()
+assert 'tood.engine' not in sys.modules, 'register_all_modules imported it'
+hook = HOOKS.build(dict(type='TrainingReportHook'))
+assert type(hook).__module__ == 'tood.engine.hooks.report_hook'
+wrapper = build_optim_wrapper(
+    torch.nn.Linear(2, 2),
+    dict(type='CPUBFloat16OptimWrapper', optimizer=dict(type='SGD', lr=0.1)))
+assert type(wrapper).__name__ == 'CPUBFloat16OptimWrapper'
+# As Runner.wrap_model looks the CPU DDP wrapper up (with its scope).
+assert MODEL_WRAPPERS.get('tood.CPUDistributedDataParallel') is not None
+"""
+
+
+def test_engine_types_resolve_without_importing_the_engine_first():
+    """register_all_modules stays below tood.engine: the hooks and wrappers
+    a config names are found because the tood registries import
+    tood.engine themselves (their ``locations``)."""
+    proc = subprocess.run([sys.executable, '-c', LAZY_ENGINE],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
