@@ -7,6 +7,9 @@ def read_requirements(path: str) -> list:
         return [line for line in lines if line]
 
 
+# onnxscript is what torch's dynamo-based exporter writes graphs with.
+ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+
 setup(
     name='tood',
     version='0.1.0',
@@ -17,6 +20,11 @@ setup(
     packages=find_packages(include=['tood', 'tood.*']),
     python_requires='>=3.8',
     install_requires=read_requirements('requirements.txt'),
-    extras_require={'tests': ['pytest']},
+    extras_require={
+        # ONNX export (tools/deployment) and ONNX Runtime inference.
+        'onnx': ONNX_EXTRA,
+        # The tests check the ONNX round trip, so they install it too.
+        'tests': ['pytest'] + ONNX_EXTRA,
+    },
     license='Apache License 2.0',
 )

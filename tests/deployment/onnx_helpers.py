@@ -1,0 +1,193 @@
+"""Tiny detectors, images and reference detections for the ONNX tests.
+
+The models are untrained; their heads are perturbed so that class
+probabilities spread over (0, 1) instead of sitting at the 0.01 prior of
+the initialisation (where every score ties and a top-k or a threshold
+would compare noise), and so that the offset sampling of eq. (6) and the
+deformable convolutions move their sampling points.
+"""
+import glob
+import os.path as osp
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import save_checkpoint
+
+from tood.deployment import Detections
+from tood.registry import MODELS
+from tood.structures import DetDataSample
+from tood.utils import register_all_modules
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+R50_CONFIG = osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
+SHAPES_CONFIG = osp.join(REPO, 'configs', 'tood',
+                         'tood_r18_fpn_11e_shapes.py')
+# Real photographs; the tests that read them skip when they are missing.
+COCO128 = osp.join(REPO, '..', 'shared', 'data', 'coco128', 'train2017')
+
+# A COCO-sized TOOD, smaller: ResNet-18 at 16 channels, FPN and head at
+# 32 channels with 2 interactive layers, the 80 classes and five levels
+# (strides 8-128) of the R-50 model; test images resized to fit 320x256.
+TINY_COCO: Dict = {
+    'model.backbone.depth': 18,
+    'model.backbone.init_cfg': None,
+    'model.backbone.base_channels': 16,
+    'model.backbone.stem_channels': 16,
+    'model.neck.in_channels': [16, 32, 64, 128],
+    'model.neck.out_channels': 32,
+    'model.bbox_head.in_channels': 32,
+    'model.bbox_head.feat_channels': 32,
+    'model.bbox_head.stacked_convs': 2,
+    'model.bbox_head.norm_cfg.num_groups': 8,
+    # A smaller nms_pre than the default, so that the per-level top-k
+    # really cuts (a tiny level has fewer pairs than 1000).
+    'model.test_cfg.nms_pre': 300,
+    'model.test_cfg.max_per_img': 60,
+    'test_dataloader.dataset.pipeline.1.scale': (320, 256),
+}
+
+
+def tiny_config(**options) -> Config:
+    """The R-50 COCO config shrunk by ``TINY_COCO`` and ``options``."""
+    cfg = Config.fromfile(R50_CONFIG)
+    cfg.merge_from_dict({**TINY_COCO, **options})
+    return cfg
+
+
+def spread_head(model: torch.nn.Module, seed: int = 0) -> None:
+    """Perturb the head's and the deformable convs' parameters in place
+    (see the module docstring)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.bbox_head.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.15)
+        for name, module in model.named_modules():
+            if name.endswith('conv_offset'):
+                module.weight.normal_(0, 0.05, generator=g)
+                module.bias.normal_(0, 0.5, generator=g)
+
+
+def build_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
+    """The config's model, initialised from ``seed``, head spread, eval
+    mode, with ``cfg`` and ``dataset_meta`` as ``init_detector`` sets."""
+    register_all_modules()
+    torch.manual_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    spread_head(model, seed)
+    model.cfg = cfg
+    num_classes = model.bbox_head.num_classes
+    model.dataset_meta = dict(
+        classes=tuple(f'c{i}' for i in range(num_classes)))
+    return model.eval()
+
+
+def write_checkpoint(model: torch.nn.Module, path: str) -> str:
+    """Save ``model``'s weights with its class names in the meta."""
+    save_checkpoint(
+        dict(
+            meta=dict(dataset_meta=dict(model.dataset_meta)),
+            state_dict=model.state_dict()), path)
+    return path
+
+
+def coco_photos(num: int) -> List[str]:
+    """The first ``num`` coco128 photographs, or skip the test."""
+    paths = sorted(glob.glob(osp.join(COCO128, '*.jpg')))
+    if len(paths) < num:
+        pytest.skip(f'no coco128 photographs at {osp.normpath(COCO128)} '
+                    '(the shared data folder is not mounted)')
+    return paths[:num]
+
+
+def shapes_val_images(folder: str, num: int, size: int = 256) -> List[str]:
+    """Draw the first ``num`` images of the shapes val split (seed 0, as
+    the main job's data) into ``folder`` as PNGs."""
+    import cv2
+
+    from tood.datasets.shapes import image_rng, render_image
+    paths = []
+    for i in range(num):
+        sample = render_image(image_rng(0, 'val', i), size, size)
+        path = osp.join(folder, f'{i:06d}.png')
+        cv2.imwrite(path, sample.image)
+        paths.append(path)
+    return paths
+
+
+def random_images(batch: int, height: int, width: int,
+                  seed: int = 0) -> np.ndarray:
+    """(B, H, W, 3) uint8 noise with smooth structure, so that features
+    and scores vary over the image."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (batch, height // 8 + 1, width // 8 + 1, 3))
+    image = np.repeat(np.repeat(coarse, 8, 1), 8, 2)[:, :height, :width]
+    noise = rng.integers(-20, 21, image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def reference_detections(model: torch.nn.Module, images: np.ndarray,
+                         scale_factors: Sequence[Sequence[float]],
+                         ori_shapes: Sequence[Sequence[float]]
+                         ) -> List[Detections]:
+    """PyTorch's detections of a batch of images already resized, through
+    the model's own data preprocessor and ``predict`` (``test_step``)."""
+    inputs, samples = [], []
+    for image, scale, ori in zip(images, scale_factors, ori_shapes):
+        inputs.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        samples.append(
+            DetDataSample(
+                metainfo=dict(
+                    img_shape=image.shape[:2],
+                    ori_shape=tuple(ori),
+                    scale_factor=tuple(scale))))
+    with torch.no_grad():
+        results = model.test_step(dict(inputs=inputs, data_samples=samples))
+    return [Detections.from_instances(r.pred_instances) for r in results]
+
+
+def graph_detections(session, images: np.ndarray,
+                     scale_factors: Sequence[Sequence[float]],
+                     ori_shapes: Sequence[Sequence[float]],
+                     test_cfg: Optional[dict] = None) -> List[Detections]:
+    """Run an exported graph on a batch; with ``test_cfg`` the graph has
+    no NMS and ``postprocess_numpy`` finishes each image."""
+    from tood.deployment import postprocess_numpy
+    outputs = session.run(
+        None, {
+            'image': images,
+            'scale_factor': np.asarray(scale_factors, np.float32),
+            'ori_shape': np.asarray(ori_shapes, np.float32),
+        })
+    results = []
+    for b in range(images.shape[0]):
+        if test_cfg is None:
+            num, boxes, scores, labels = outputs
+            n = int(num[b])
+            results.append(
+                Detections(boxes[b, :n].astype(np.float64),
+                           scores[b, :n].astype(np.float64),
+                           labels[b, :n]))
+        else:
+            scores, boxes, per_level = outputs
+            boxes, scores, labels = postprocess_numpy(
+                scores[b], boxes[b], per_level, test_cfg)
+            results.append(
+                Detections(
+                    boxes.astype(np.float64), scores.astype(np.float64),
+                    labels))
+    return results
+
+
+def session(path: str):
+    """An ONNX Runtime CPU session on one thread (the test machine's
+    cores are shared)."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        path, options, providers=['CPUExecutionProvider'])

@@ -1,0 +1,110 @@
+"""OnnxDetector: an exported model behind the inference API, on the main
+job's architecture and shapes val images."""
+import numpy as np
+import pytest
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxscript')
+pytest.importorskip('onnxruntime')
+
+from mmengine.config import Config  # noqa: E402
+from onnx_helpers import (SHAPES_CONFIG, build_model,  # noqa: E402
+                          random_images, shapes_val_images, tiny_config,
+                          write_checkpoint)
+
+from tood.apis import inference_detector  # noqa: E402
+from tood.deployment import (Detections, ExportError,  # noqa: E402
+                             OnnxDetector, compare_detections, export_config,
+                             export_onnx)
+
+
+@pytest.fixture(scope='module')
+def shapes_export(tmp_path_factory):
+    """The main job's model (untrained, head spread) exported through
+    export_config from a checkpoint, at the shapes' 256x256."""
+    root = tmp_path_factory.mktemp('shapes')
+    model = build_model(Config.fromfile(SHAPES_CONFIG))
+    ckpt = write_checkpoint(model, str(root / 'shapes.pth'))
+    path = export_config(SHAPES_CONFIG, ckpt, str(root / 'shapes.onnx'))
+    images = shapes_val_images(str(root), 4)
+    return model, path, images
+
+
+def test_shapes_val_images_without_a_config(shapes_export):
+    """The exported file alone (pipeline and classes in its metadata) gives
+    PyTorch's detections on shapes val images."""
+    model, path, images = shapes_export
+    detector = OnnxDetector(path, num_threads=1)
+    assert detector.input_hw == (256, 256)
+    assert detector.dataset_meta['classes'] == model.dataset_meta['classes']
+    for image in images:
+        ref = inference_detector(model, image)
+        test = inference_detector(detector, image)
+        result = compare_detections(
+            Detections.from_instances(ref.pred_instances),
+            Detections.from_instances(test.pred_instances))
+        assert result.ok, f'{image}: {result.summary()}'
+        assert len(ref.pred_instances) > 0
+
+
+def test_wrong_size_for_a_static_export(shapes_export):
+    _, path, _ = shapes_export
+    detector = OnnxDetector(path, num_threads=1)
+    image = np.zeros((200, 256, 3), np.uint8)
+    with pytest.raises(ValueError, match='256x256.*200x256.*--dynamic'):
+        inference_detector(detector, image)
+
+
+def test_config_must_match_the_export(shapes_export):
+    _, path, _ = shapes_export
+    with pytest.raises(ExportError, match='score_thr: exported 0.05, '
+                       'config 0.5.*--no-nms'):
+        OnnxDetector(
+            path,
+            SHAPES_CONFIG,
+            cfg_options={'model.test_cfg.score_thr': 0.5})
+    with pytest.raises(ExportError, match='8 classes, the config 3'):
+        OnnxDetector(
+            path,
+            SHAPES_CONFIG,
+            cfg_options={'model.bbox_head.num_classes': 3})
+
+
+def test_no_nms_export_takes_the_config_post_processing(tmp_path):
+    """Without NMS in the graph, the post-processing runs in NumPy with
+    the settings of the config given at load time."""
+    cfg = tiny_config()
+    model = build_model(cfg)
+    path = str(tmp_path / 'raw.onnx')
+    export_onnx(model, path, shape=(256, 320), with_nms=False)
+    # The config's Resize fits images into 320x256 (W x H): this one keeps
+    # its size, which the static graph takes.
+    image = random_images(1, 256, 320, seed=7)[0]
+    strict = OnnxDetector(path, cfg, num_threads=1)
+    assert not strict.with_nms
+    ref = inference_detector(model, image)
+    test = inference_detector(strict, image)
+    assert compare_detections(
+        Detections.from_instances(ref.pred_instances),
+        Detections.from_instances(test.pred_instances)).ok
+
+    loose = OnnxDetector(
+        path,
+        cfg,
+        cfg_options={'model.test_cfg.score_thr': 0.15},
+        num_threads=1)
+    fewer = inference_detector(loose, image).pred_instances
+    assert 0 < len(fewer) < len(ref.pred_instances)
+    assert (fewer.scores > 0.15).all()
+
+
+def test_not_a_tood_export(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node('Identity', ['x'], ['y'])],
+                              'g', [x], [y])
+    onnx.save(helper.make_model(graph), str(tmp_path / 'other.onnx'))
+    with pytest.raises(ExportError, match='not written by tood'):
+        OnnxDetector(str(tmp_path / 'other.onnx'))

@@ -1,0 +1,243 @@
+"""Run an exported detector with ONNX Runtime.
+
+``OnnxDetector`` stands in for a PyTorch detector wherever ``tood.apis``
+takes one (``inference_detector``, ``save_predictions``): it has ``cfg``
+(the test pipeline), ``dataset_meta`` (class names, palette) and
+``test_step``. Images therefore go through exactly the same loading and
+resizing code as with PyTorch, and the results come back as
+``DetDataSample`` with ``pred_instances`` in original-image pixels.
+
+    from tood.apis import inference_detector
+    from tood.deployment import OnnxDetector
+    detector = OnnxDetector('tood.onnx')
+    result = inference_detector(detector, 'demo.jpg')
+"""
+import copy
+import json
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from .onnx_export import FORMAT, ExportError
+from .postprocess import postprocess_numpy
+
+
+def _tuples(value):
+    """JSON lists back to the tuples mmcv's transforms expect (``Resize``
+    refuses a list scale)."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _providers(device: str) -> List[str]:
+    """ONNX Runtime execution providers for a device name ('cpu', 'cuda',
+    'cuda:N' or 'auto')."""
+    import onnxruntime as ort
+    available = ort.get_available_providers()
+    if device == 'cpu':
+        return ['CPUExecutionProvider']
+    if device == 'auto':
+        return (['CUDAExecutionProvider', 'CPUExecutionProvider']
+                if 'CUDAExecutionProvider' in available else
+                ['CPUExecutionProvider'])
+    if device.startswith('cuda'):
+        if 'CUDAExecutionProvider' not in available:
+            raise RuntimeError(
+                f'device {device!r} asked for, but this onnxruntime has no '
+                f'CUDA provider (it has {", ".join(available)}); install '
+                'onnxruntime-gpu or use --device cpu')
+        return ['CUDAExecutionProvider', 'CPUExecutionProvider']
+    raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto', "
+                     f'got {device!r}')
+
+
+def test_cfg_differences(exported: dict, wanted: dict) -> List[str]:
+    """The post-processing settings in which ``wanted`` (a config's
+    ``model.test_cfg``) differs from those baked into a graph."""
+    defaults = dict(score_thr=0.05, nms_pre=1000, max_per_img=100)
+    out = []
+    for key, default in defaults.items():
+        a, b = exported.get(key, default), wanted.get(key, default)
+        if float(a) != float(b):
+            out.append(f'{key}: exported {a}, config {b}')
+    a = exported.get('nms', {}).get('iou_threshold', 0.6)
+    b = (wanted.get('nms') or {}).get('iou_threshold', 0.6)
+    if float(a) != float(b):
+        out.append(f'nms.iou_threshold: exported {a}, config {b}')
+    return out
+
+
+class OnnxDetector:
+    """An exported detector (``tools/deployment/export_onnx.py``) run by
+    ONNX Runtime.
+
+    Args:
+        onnx_file: the exported model.
+        config: a config file or ``Config`` whose test pipeline and class
+            names to use; None uses those stored in the model at export.
+            Its ``model.test_cfg`` must match the exported one when the
+            graph contains the post-processing.
+        cfg_options: overrides for ``config``.
+        device: 'cpu', 'cuda[:N]' or 'auto'.
+        num_threads: ONNX Runtime's intra-op threads (None: its default,
+            one per core).
+
+    Attributes:
+        session: the ``onnxruntime.InferenceSession``.
+        cfg: a ``Config`` with the test pipeline (for ``tood.apis``).
+        dataset_meta: ``classes`` and ``palette``.
+        with_nms: whether the graph returns detections (else per-prior
+            outputs that ``postprocess_numpy`` finishes).
+        test_cfg: the post-processing settings.
+    """
+
+    def __init__(self,
+                 onnx_file: str,
+                 config: Union[str, Config, None] = None,
+                 cfg_options: Optional[dict] = None,
+                 device: str = 'cpu',
+                 num_threads: Optional[int] = None):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            onnx_file, options, providers=_providers(device))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get('tood.format') != FORMAT:
+            raise ExportError(
+                f'{onnx_file} was not written by tood\'s exporter (format '
+                f'{meta.get("tood.format")!r}, expected {FORMAT!r}); '
+                'export it with tools/deployment/export_onnx.py')
+        self.with_nms = json.loads(meta['tood.with_nms'])
+        self.test_cfg = json.loads(meta['tood.test_cfg'])
+        self.num_classes = json.loads(meta['tood.num_classes'])
+        classes = json.loads(meta.get('tood.classes', '[]'))
+        palette = json.loads(meta.get('tood.palette', '[]'))
+        pipeline = json.loads(meta.get('tood.test_pipeline', '[]'))
+        # (H, W) fixed by a static export, None where the graph is free.
+        image_input = self.session.get_inputs()[0]
+        self.input_hw = tuple(
+            d if isinstance(d, int) else None for d in image_input.shape[1:3])
+
+        # The test pipeline's transforms are built from the registries.
+        from tood.utils import register_all_modules
+        register_all_modules()
+        if config is not None:
+            cfg = (Config.fromfile(config) if isinstance(config, str) else
+                   copy.deepcopy(config))
+            if cfg_options:
+                cfg.merge_from_dict(cfg_options)
+            self._check_config(cfg, onnx_file)
+            if not self.with_nms:
+                # Post-processing runs here: the config's settings apply.
+                self.test_cfg = dict(cfg.model.get('test_cfg') or {})
+            self.cfg = cfg
+        else:
+            if not pipeline:
+                raise ExportError(
+                    f'{onnx_file} stores no test pipeline: pass the config '
+                    'it was exported from')
+            self.cfg = Config(
+                dict(
+                    test_dataloader=dict(
+                        dataset=dict(pipeline=list(_tuples(pipeline))))))
+        if len(classes) != self.num_classes:
+            classes = [f'class_{i}' for i in range(self.num_classes)]
+        if len(palette) < len(classes):
+            from tood.datasets.coco import make_palette
+            palette = make_palette(len(classes))
+        self.dataset_meta = dict(
+            classes=tuple(classes), palette=[tuple(c) for c in palette])
+
+    def _check_config(self, cfg: Config, onnx_file: str) -> None:
+        """Refuse a config that does not describe the exported model."""
+        num_classes = cfg.model.bbox_head.get('num_classes')
+        if num_classes != self.num_classes:
+            raise ExportError(
+                f'{onnx_file} has {self.num_classes} classes, the config '
+                f'{num_classes}: pass the config it was exported from')
+        if self.with_nms:
+            diff = test_cfg_differences(self.test_cfg,
+                                        dict(cfg.model.get('test_cfg') or {}))
+            if diff:
+                raise ExportError(
+                    f'{onnx_file} has the post-processing built in and the '
+                    f'config asks for other settings ({"; ".join(diff)}); '
+                    're-export with these settings (export_onnx.py '
+                    '--cfg-options) or export with --no-nms')
+
+    # ------------------------------------------------------------------ #
+    def run(self, image: np.ndarray, scale_factor: Sequence[float],
+            ori_shape: Sequence[int]) -> List[np.ndarray]:
+        """The graph's raw outputs for one image.
+
+        Args:
+            image: (H, W, 3) uint8 BGR, after the test pipeline's resize.
+            scale_factor: (w_scale, h_scale), resized over original size.
+            ori_shape: (height, width) of the original image.
+        Returns:
+            The outputs in the graph's order (module docstring of
+            ``tood.deployment.onnx_export``), batch of one.
+        """
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError('the exported model takes (H, W, 3) uint8 BGR '
+                             f'images, got {image.dtype} {image.shape}')
+        h, w = image.shape[:2]
+        if any(fixed is not None and fixed != size
+               for fixed, size in zip(self.input_hw, (h, w))):
+            raise ValueError(
+                f'the model was exported for {self.input_hw[0]}x'
+                f'{self.input_hw[1]} inputs and this image is {h}x{w} after '
+                'the test pipeline: export with --dynamic (or --shape '
+                f'{h} {w})')
+        feed = {
+            'image': np.ascontiguousarray(image[None]),
+            'scale_factor': np.asarray([scale_factor], np.float32),
+            'ori_shape': np.asarray([ori_shape[:2]], np.float32),
+        }
+        return self.session.run(None, feed)
+
+    def detect(self, image: np.ndarray, scale_factor: Sequence[float],
+               ori_shape: Sequence[int]
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detections of one image (arguments as ``run``).
+
+        Returns:
+            boxes (M, 4) float32 original-image pixels, scores (M,),
+            labels (M,) int64, best first.
+        """
+        outputs = self.run(image, scale_factor, ori_shape)
+        if self.with_nms:
+            num, boxes, scores, labels = outputs
+            n = int(num[0])
+            return boxes[0, :n], scores[0, :n], labels[0, :n]
+        scores, boxes, priors_per_level = outputs
+        return postprocess_numpy(scores[0], boxes[0], priors_per_level,
+                                 self.test_cfg)
+
+    def test_step(self, data: Dict) -> list:
+        """``BaseModel.test_step`` for a collated batch of the test
+        pipeline (``inputs``: (3, H, W) uint8 tensors; ``data_samples``
+        with ``ori_shape`` and, after a resize, ``scale_factor``). Images
+        run one by one, each at its own size: a PyTorch batch would pad
+        them to a common size."""
+        samples = data['data_samples']
+        for inputs, sample in zip(data['inputs'], samples):
+            image = inputs.permute(1, 2, 0).cpu().numpy()
+            meta = sample.metainfo
+            boxes, scores, labels = self.detect(
+                image, meta.get('scale_factor', (1.0, 1.0)),
+                meta['ori_shape'])
+            sample.pred_instances = InstanceData(
+                bboxes=torch.from_numpy(np.array(boxes, np.float32)),
+                scores=torch.from_numpy(np.array(scores, np.float32)),
+                labels=torch.from_numpy(np.array(labels, np.int64)))
+        return samples
