@@ -3,6 +3,7 @@
     python tools/infer.py demo.jpg CONFIG CHECKPOINT
     python tools/infer.py images/ CONFIG CHECKPOINT --out-dir outputs
     python tools/infer.py 'data/**/*.png' CONFIG CHECKPOINT --score-thr 0.5
+    python tools/infer.py images/ CONFIG MODEL.onnx  # ONNX Runtime
 
 For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
 and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
@@ -23,7 +24,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         'input', help='an image, a folder of images or a glob pattern')
     parser.add_argument('config', help='config file of the model')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported .onnx model to run with '
+        'ONNX Runtime')
     parser.add_argument(
         '--out-dir', default='outputs', help='where the results go')
     parser.add_argument(
@@ -49,8 +53,18 @@ def main(argv=None) -> None:
         paths = find_images(args.input)
     except FileNotFoundError as error:
         sys.exit(str(error))
-    model = init_detector(args.config, args.checkpoint, args.device,
-                          args.cfg_options)
+    if args.checkpoint.endswith('.onnx'):
+        # An exported model (tools/deployment/export_onnx.py): ONNX Runtime
+        # stands in for PyTorch behind the same pipeline, json and drawings.
+        from tood.deployment import ExportError, OnnxDetector
+        try:
+            model = OnnxDetector(args.checkpoint, args.config,
+                                 args.cfg_options, args.device)
+        except ExportError as error:
+            sys.exit(str(error))
+    else:
+        model = init_detector(args.config, args.checkpoint, args.device,
+                              args.cfg_options)
     written = save_predictions(model, paths, args.out_dir, args.score_thr,
                                args.batch_size)
     print(f'{len(written)} images with their detections written to '
