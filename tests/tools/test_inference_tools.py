@@ -35,12 +35,15 @@ model = dict(
         strides=(8, 16, 32),
         norm_cfg=dict(type='GN', num_groups=8, requires_grad=True)),
     test_cfg=dict(score_thr=0.0, max_per_img=20))
-shapes = dict(
-    type='ShapesDataset',
+# Drawn by tools/train.py before it reads the data, as the shapes configs
+# do; read as any COCO dataset.
+data_preparer = dict(
+    type='ShapesPreparer',
     data_root=data_root,
     num_train=4,
     num_val=4,
     img_size=64)
+shapes = dict(type='CocoDataset', data_root=data_root)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -62,6 +65,7 @@ train_dataloader = dict(
     dataset=dict(
         shapes,
         ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
         filter_cfg=dict(filter_empty_gt=True),
         pipeline=train_pipeline))
 val_dataloader = dict(
@@ -71,6 +75,7 @@ val_dataloader = dict(
     dataset=dict(
         shapes,
         ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
         test_mode=True,
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
@@ -186,6 +191,6 @@ def test_print_config_merges_bases_and_applies_options(shapes_run):
     assert "type='TaskAlignedAssigner'" in log
     # From the config and the command line.
     assert 'num_classes=3' in log and 'num_classes=8' not in log
-    assert "type='ShapesDataset'" in log
+    assert "type='ShapesPreparer'" in log
     assert 'model.bbox_head.typo_key' in log  # the unknown key is named
     assert 'max_epochs=1' in log

@@ -122,14 +122,18 @@ def eval_image_shape(cfg: Config,
     """(H, W) of the largest image the test pipeline produces.
 
     The ``scale`` of a ``Resize`` in the test pipeline (mmcv's (W, H)), else
-    the ``img_size`` of a dataset that draws square images (the shapes
-    dataset), else ``default``.
+    the ``img_size`` of what draws square images (the shapes set: its
+    ``data_preparer``, or a ``ShapesDataset``), else ``default``.
     """
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     for step in dataset.get('pipeline', []):
         if step.get('type') == 'Resize' and step.get('scale'):
             w, h = step['scale']
             return (int(h), int(w))
-    if dataset.get('img_size'):
-        return (int(dataset['img_size']), int(dataset['img_size']))
+    preparers = cfg.get('data_preparer') or []
+    if isinstance(preparers, dict):
+        preparers = [preparers]
+    for source in [dataset, *preparers]:
+        if source.get('img_size'):
+            return (int(source['img_size']), int(source['img_size']))
     return default
