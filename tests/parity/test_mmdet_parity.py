@@ -25,6 +25,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MessageHub
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
 from tood.model_converters import convert_tood_state_dict
@@ -39,6 +40,14 @@ CONFIG = osp.join(ROOT, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
 # Largest difference allowed, relative to the reference's largest value.
 REL = 1e-5
 ANCHOR_TYPES = ('anchor_free', 'anchor_based')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def tood_scope():
+    """Build in the tood scope whatever scope an earlier test's runner left
+    current."""
+    with DefaultScope.overwrite_default_scope('tood'):
+        yield
 
 
 @pytest.fixture(scope='module')
