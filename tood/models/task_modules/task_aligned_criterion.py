@@ -138,23 +138,20 @@ class TaskAlignedCriterion(nn.Module):
         fg, valid = assign.fg_mask, priors.valid  # (B, N)
         pos_target = target_boxes[fg]  # (P, 4)
         if warmup:
+            # Hard labels over the positives; boxes weighted by centerness.
             loss_cls = self.initial_loss_cls(
                 scores[valid], labels[valid], avg_factor=1.0)
             cls_norm = fg.sum().float()
             bbox_weight = centerness(priors.points.expand_as(boxes[..., :2])[fg],
                                      pos_target)
-        elif self.hard_labels:
-            loss_cls = self.loss_cls(
-                scores[valid], (labels[valid], fg[valid].float()),
-                avg_factor=1.0)
-            cls_norm = fg.sum().float()
-            bbox_weight = pos_target.new_ones(pos_target.size(0))
         else:
+            # Eq. (11): targets t-hat, or 1 for the hard-label ablation; the
+            # same values weight the boxes and, summed, normalise both.
+            target = fg.float() if self.hard_labels else assign.metrics
             loss_cls = self.loss_cls(
-                scores[valid], (labels[valid], assign.metrics[valid]),
-                avg_factor=1.0)
-            cls_norm = assign.metrics.sum()
-            bbox_weight = assign.metrics[fg]
+                scores[valid], (labels[valid], target[valid]), avg_factor=1.0)
+            cls_norm = target.sum()
+            bbox_weight = target[fg]
         # GIoU is scale invariant, so comparing in input pixels equals the
         # stride units of the published code.
         if pos_target.numel() > 0:
