@@ -14,6 +14,7 @@ resizing code as with PyTorch, and the results come back as
 """
 import copy
 import json
+import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -99,7 +100,7 @@ class OnnxDetector:
 
     def __init__(self,
                  onnx_file: str,
-                 config: Union[str, Config, None] = None,
+                 config: Union[str, os.PathLike, Config, None] = None,
                  cfg_options: Optional[dict] = None,
                  device: str = 'cpu',
                  num_threads: Optional[int] = None):
@@ -131,8 +132,8 @@ class OnnxDetector:
         from tood.utils import register_all_modules
         register_all_modules()
         if config is not None:
-            cfg = (Config.fromfile(config) if isinstance(config, str) else
-                   copy.deepcopy(config))
+            cfg = (copy.deepcopy(config) if isinstance(config, Config) else
+                   Config.fromfile(str(config)))
             if cfg_options:
                 cfg.merge_from_dict(cfg_options)
             self._check_config(cfg, onnx_file)
