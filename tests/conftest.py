@@ -1,10 +1,14 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite; ``tests/helpers`` (a tiny config,
+the train driver, shared run helpers) is importable from every test."""
+import os.path as osp
+import sys
 from typing import Callable, Optional
 
 import pytest
 from mmengine.logging import MessageHub
 
 PROGRESS_KEYS = ('epoch', 'iter', 'max_epochs')
+sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Shared by the robustness tests: a tiny shapes set and subprocess runs of
+"""Shared by the tests that train: a tiny shapes set and subprocess runs of
 tools/train.py through train_driver.py."""
 import glob
 import json
