@@ -101,3 +101,17 @@ def test_export_refuses_dcn_below_opset_19(tiny, capsys):
     assert 'bbox_head.inter_convs.0.conv' in message
     assert 'opset 19' in message
     assert not osp.exists(root / 'dcn.onnx')
+
+
+def test_benchmark_smoke(tiny, capsys):
+    config, ckpt, images, root = tiny
+    out = str(root / 'bench.json')
+    tool('deployment/benchmark_onnx.py')([
+        config, ckpt, '--repeats', '2', '--warmup', '0', '--threads', '1',
+        '--image',
+        osp.join(images, '0.png'), '--out', out
+    ])
+    assert 'same in both: True' in capsys.readouterr().out
+    (result, ) = json.load(open(out))
+    assert result['input'] == '256x320' and result['detections'] > 0
+    assert result['onnx_ms_median'] > 0 and result['torch_ms_median'] > 0
