@@ -162,9 +162,9 @@ class ExportableDetector(nn.Module):
     """A TOOD detector as one function of the ONNX contract (module
     docstring): uint8 image in, detections (or per-prior outputs) out.
 
-    The detector itself is left untouched: this wraps a copy in float32
-    with channels-first weights, so a ``channels_last`` model exports the
-    same graph as its NCHW twin.
+    The detector itself is left untouched: this wraps a copy on the CPU in
+    float32 with channels-first weights, so a ``channels_last`` model
+    exports the same graph as its NCHW twin.
 
     Args:
         detector: a built TOOD (``extract_feat``, ``bbox_head`` with
@@ -177,7 +177,9 @@ class ExportableDetector(nn.Module):
     def __init__(self, detector: nn.Module, with_nms: bool = True):
         super().__init__()
         check_exportable(detector)
-        detector = copy.deepcopy(detector).float().eval()
+        # Traced on the CPU in float32, whatever the detector was trained
+        # or loaded as; the graph runs on any ONNX Runtime provider.
+        detector = copy.deepcopy(detector).cpu().float().eval()
         detector.to(memory_format=torch.contiguous_format)
         if getattr(detector, 'channels_last', False):
             # Memory order is not part of an ONNX graph; skip the
