@@ -1,15 +1,15 @@
 """Deployment: ONNX export of whole detectors (pre- and post-processing
 included) and inference with ONNX Runtime (docs/deployment.md)."""
 from .onnx_export import (DEFAULT_OPSET, DEFORM_CONV_OPSET, FORMAT, MIN_OPSET,
-                          ExportableDetector, ExportError, class_nms,
+                          ExportableDetector, ExportError, build_detector,
+                          class_nms,
                           custom_translations, default_input_shape,
                           deformable_modules, export_config, export_onnx,
                           resolve_opset)
 from .onnx_runtime import OnnxDetector, test_cfg_differences
 from .postprocess import nms_numpy, postprocess_numpy
 from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
-                     build_detector, compare_detections, verify_files,
-                     verify_onnx)
+                     compare_detections, verify_files, verify_onnx)
 
 __all__ = [
     'BOX_TOL', 'DEFAULT_OPSET', 'DEFORM_CONV_OPSET', 'FORMAT', 'MIN_OPSET',

@@ -586,6 +586,24 @@ def default_input_shape(cfg) -> Optional[Tuple[int, int]]:
     return None
 
 
+def build_detector(config, checkpoint: Optional[str], cfg_options=None):
+    """``tood.apis.init_detector`` on the CPU; without a checkpoint the
+    weights are initialised from seed 0, so that an export and a later
+    verification of an untrained model see the same weights."""
+    import torch
+    from tood.apis import init_detector
+    if checkpoint is not None:
+        return init_detector(config, checkpoint, 'cpu', cfg_options)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        model = init_detector(config, None, 'cpu', cfg_options)
+        model.init_weights()
+    finally:
+        torch.random.set_rng_state(state)
+    return model.eval()
+
+
 def export_config(config: Union[str, 'object'],
                   checkpoint: Optional[str],
                   out_file: str,
@@ -607,7 +625,6 @@ def export_config(config: Union[str, 'object'],
     Returns:
         ``out_file``.
     """
-    from .verify import build_detector
     detector = build_detector(config, checkpoint, cfg_options)
     cfg = detector.cfg
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}

@@ -153,7 +153,7 @@ class OnnxDetector:
         if len(classes) != self.num_classes:
             classes = [f'class_{i}' for i in range(self.num_classes)]
         if len(palette) < len(classes):
-            from tood.datasets.coco import make_palette
+            from tood.visualization import make_palette
             palette = make_palette(len(classes))
         self.dataset_meta = dict(
             classes=tuple(classes), palette=[tuple(c) for c in palette])

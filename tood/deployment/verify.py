@@ -158,24 +158,6 @@ def verify_onnx(model,
     return results
 
 
-def build_detector(config, checkpoint: Optional[str], cfg_options=None):
-    """``tood.apis.init_detector`` on the CPU; without a checkpoint the
-    weights are initialised from seed 0, so that an export and a later
-    verification of an untrained model see the same weights."""
-    import torch
-    from tood.apis import init_detector
-    if checkpoint is not None:
-        return init_detector(config, checkpoint, 'cpu', cfg_options)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    try:
-        model = init_detector(config, None, 'cpu', cfg_options)
-        model.init_weights()
-    finally:
-        torch.random.set_rng_state(state)
-    return model.eval()
-
-
 def verify_files(config,
                  checkpoint: Optional[str],
                  onnx_file: str,
@@ -193,6 +175,7 @@ def verify_files(config,
         Whether every image agreed (``Comparison.ok``).
     """
     from tood.apis import find_images
+    from .onnx_export import build_detector
     from .onnx_runtime import OnnxDetector
 
     images = []
