@@ -143,7 +143,7 @@ def test_interrupted_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 KILL_WHILE_SAVING = textwrap.dedent('''
     import os, signal, sys
-    sys.path.insert(0, {here!r})
+    sys.path[:0] = [{here!r}, {helpers!r}]
     from test_faults import ToyModel, make_runner
 
     real_fsync = os.fsync
@@ -163,8 +163,10 @@ KILL_WHILE_SAVING = textwrap.dedent('''
     not osp.isdir('/proc/self/fd'), reason='finds the file through /proc')
 def test_sigkill_while_saving_leaves_the_previous_checkpoint(tmp_path):
     work_dir = tmp_path / 'work'
+    here = osp.dirname(osp.abspath(__file__))
     script = KILL_WHILE_SAVING.format(
-        here=osp.dirname(__file__), work_dir=str(work_dir))
+        here=here, helpers=osp.join(osp.dirname(here), 'helpers'),
+        work_dir=str(work_dir))
     proc = subprocess.run([sys.executable, '-c', script],
                           env=tool_env(),
                           cwd=REPO,
