@@ -10,6 +10,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from .priors import levels_to_priors
+
 
 def detections_from_levels(
         cls_scores: List[Tensor], bbox_preds: List[Tensor],
@@ -44,38 +46,40 @@ def detections_from_levels(
     nms_pre = test_cfg.get('nms_pre', 1000)
     iou_thr = test_cfg.get('nms', {}).get('iou_threshold', 0.6)
     max_per_img = test_cfg.get('max_per_img', 100)
-    score_factors = score_factors or [None] * len(cls_scores)
+    num_level_priors = [s.shape[-2] * s.shape[-1] for s in cls_scores]
+    scores = levels_to_priors(cls_scores).float()  # (B, N, K)
+    prior_strides = torch.repeat_interleave(
+        torch.tensor(strides, dtype=torch.float32, device=scores.device),
+        torch.tensor(num_level_priors, device=scores.device))
+    boxes = levels_to_priors(bbox_preds).float() * prior_strides[:, None]
+    factors = (levels_to_priors(score_factors)[..., 0].float()
+               if score_factors is not None else None)  # (B, N)
+    K = scores.size(-1)
     results = []
     for b, meta in enumerate(batch_img_metas):
-        img_boxes, img_scores, img_labels = [], [], []
-        for cls_score, bbox_pred, factor, stride in zip(
-                cls_scores, bbox_preds, score_factors, strides):
-            num_classes = cls_score.size(1)
-            score = cls_score[b].permute(1, 2, 0).reshape(-1)  # (H·W·K)
-            keep = (score > score_thr).nonzero().squeeze(1)
-            score = score[keep]
-            if score.numel() > nms_pre:
-                score, top = score.topk(nms_pre)
-                keep = keep[top]
-            prior_idx = keep // num_classes
-            if factor is not None:
-                score = (score * factor[b].reshape(-1)[prior_idx]).sqrt()
-            box = bbox_pred[b].permute(1, 2, 0).reshape(-1, 4)[prior_idx]
-            img_boxes.append(box * stride)
-            img_scores.append(score)
-            img_labels.append(keep % num_classes)
-        boxes = torch.cat(img_boxes).float()
-        scores = torch.cat(img_scores).float()
-        labels = torch.cat(img_labels)
+        flat = scores[b].reshape(-1)  # (N·K), (prior, class) pairs
+        keep, start = [], 0
+        for n in num_level_priors:
+            idx = (flat[start:start + n * K] > score_thr).nonzero().squeeze(1)
+            if idx.numel() > nms_pre:
+                idx = idx[flat[start + idx].topk(nms_pre).indices]
+            keep.append(idx + start)
+            start += n * K
+        keep = torch.cat(keep)
+        img_scores, prior, labels = flat[keep], keep // K, keep % K
+        if factors is not None:
+            img_scores = (img_scores * factors[b, prior]).sqrt()
+        img_boxes = boxes[b, prior]
         if rescale:
             sx, sy = meta.get('scale_factor', (1.0, 1.0))
-            boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
+            img_boxes = img_boxes / img_boxes.new_tensor([sx, sy, sx, sy])
             h, w = meta['ori_shape'][:2]
         else:
             h, w = meta['img_shape'][:2]
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        keep = batched_nms(boxes, scores, labels, iou_thr)[:max_per_img]
-        results.append(InstanceData(bboxes=boxes[keep], scores=scores[keep],
-                                    labels=labels[keep]))
+        img_boxes[:, 0::2] = img_boxes[:, 0::2].clamp(0, w)
+        img_boxes[:, 1::2] = img_boxes[:, 1::2].clamp(0, h)
+        keep = batched_nms(img_boxes, img_scores, labels, iou_thr)[:max_per_img]
+        results.append(
+            InstanceData(bboxes=img_boxes[keep], scores=img_scores[keep],
+                         labels=labels[keep]))
     return results
