@@ -5,6 +5,8 @@
 
 ``--out preds.pkl`` dumps the raw predictions, ``--out results.json`` the
 detections in COCO's result format; ``--show-dir DIR`` draws them.
+``--compile`` compiles the network (docs/training.md). A checkpoint written
+with an EMA hook holds the averaged weights, which are what is evaluated.
 """
 import argparse
 import os
@@ -31,6 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         'in COCO result format')
     parser.add_argument(
         '--show-dir', help='write the images with predicted boxes here')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the network (backbone, neck, head); settings '
+        'from the config\'s compile dict if it has one (docs/training.md)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -63,6 +70,9 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config, args.cfg_options, args.launcher,
                       args.work_dir)
     cfg.load_from = args.checkpoint
+    if args.compile:
+        # A dict of torch.compile settings in the config is kept.
+        cfg.compile = cfg.get('compile') or True
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='TestProgressBarHook')
     ]

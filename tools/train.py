@@ -4,16 +4,21 @@
     bash tools/dist_train.sh configs/tood/tood_r50_fpn_1x_coco.py 8
 
 The device is chosen by mmengine: CUDA when present, else the CPU. Without
-CUDA, ``--launcher pytorch`` (torchrun) runs DDP over gloo.
+CUDA, ``--launcher pytorch`` (torchrun) runs DDP over gloo. ``--amp``
+trains in mixed precision, ``--compile`` compiles the network; both are
+described in docs/training.md, as is the config switch for an exponential
+moving average of the weights (``default_hooks.ema``).
 """
 import argparse
 import os
+import sys
 from typing import List, Tuple
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from tood.engine import load_config, run_tool, setup_amp
+from tood.engine import AMP_DTYPES, load_config, run_tool, setup_amp
+from tood.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,8 +37,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         'latest checkpoint in the work dir')
     parser.add_argument(
         '--amp',
+        nargs='?',
+        const='auto',
+        choices=['auto', *AMP_DTYPES],
+        help='mixed precision; without a value float16 with a dynamic loss '
+        'scale on CUDA and bfloat16 on the CPU; --amp bfloat16 asks for '
+        'bfloat16 on CUDA too')
+    parser.add_argument(
+        '--compile',
         action='store_true',
-        help='mixed precision: float16 on CUDA, bfloat16 on the CPU')
+        help='torch.compile the network (backbone, neck, head); settings '
+        'from the config\'s compile dict if it has one (docs/training.md)')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -66,7 +80,11 @@ def build_config(args: argparse.Namespace) -> Tuple[Config, List[str]]:
 
     messages = []
     if args.amp:
-        messages.append(setup_amp(cfg))
+        messages.append(
+            setup_amp(cfg, None if args.amp == 'auto' else args.amp))
+    if args.compile:
+        # A dict of torch.compile settings in the config is kept.
+        cfg.compile = cfg.get('compile') or True
 
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \
@@ -86,7 +104,10 @@ def build_config(args: argparse.Namespace) -> Tuple[Config, List[str]]:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    cfg, messages = build_config(args)
+    try:
+        cfg, messages = build_config(args)
+    except ConfigError as error:
+        sys.exit(str(error))
     run_tool(cfg, 'train', Runner.train, messages)
 
 

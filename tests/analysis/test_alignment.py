@@ -134,6 +134,7 @@ def load_tool():
     return module
 
 
+@pytest.mark.e2e
 def test_tool_writes_json_table_and_figures(tmp_path, capsys):
     register_all_modules()
     cfg_path = tmp_path / 'tiny_shapes.py'

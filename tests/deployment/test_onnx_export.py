@@ -26,6 +26,10 @@ from tood.deployment import (DEFORM_CONV_OPSET, FORMAT,  # noqa: E402
                              custom_translations, deformable_modules,
                              export_onnx, resolve_opset)
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 
 ATSS_CONFIG = f'{REPO}/configs/atss/atss_r18_fpn_11e_shapes.py'
 

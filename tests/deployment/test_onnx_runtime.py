@@ -17,6 +17,10 @@ from tood.deployment import (Detections, ExportError,  # noqa: E402
                              OnnxDetector, compare_detections, export_config,
                              export_onnx)
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def shapes_export(tmp_path_factory):

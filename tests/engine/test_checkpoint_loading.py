@@ -207,6 +207,7 @@ json.dump(dict(before=before, after_import=after_import,
 """
 
 
+@pytest.mark.e2e
 def test_importing_the_library_changes_nothing_global():
     proc = subprocess.run([sys.executable, '-c', IMPORT_PROBE],
                           capture_output=True, text=True, timeout=300,

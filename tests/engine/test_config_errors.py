@@ -24,6 +24,7 @@ def shapes(tmp_path_factory):
     return make_shapes(str(tmp_path_factory.mktemp('shapes')))
 
 
+@pytest.mark.e2e
 def test_unknown_type_through_train_py(shapes, tmp_path):
     rc, out = finish(
         start([

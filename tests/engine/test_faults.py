@@ -27,6 +27,10 @@ from tood.engine.errors import explain_error
 from tood.engine.hooks import CheckpointHook, EpochSeedHook, LossCheckHook
 from tood.errors import NonFiniteLossError, UnsafeCheckpointError
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 
 class ToyModel(BaseModel):
     """A linear model whose ``fault``-th training step goes wrong.

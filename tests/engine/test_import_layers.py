@@ -2,6 +2,7 @@
 evaluation -> structures (with the error types, the registries and the
 drawing code at the bottom, where every layer may use them); the engine's
 registered types are found without the lower layers importing it."""
+import pytest
 import ast
 import os
 import os.path as osp
@@ -108,6 +109,7 @@ assert MODEL_WRAPPERS.get('tood.CPUDistributedDataParallel') is not None
 """
 
 
+@pytest.mark.e2e
 def test_engine_types_resolve_without_importing_the_engine_first():
     """register_all_modules stays below tood.engine: the hooks and wrappers
     a config names are found because the tood registries import

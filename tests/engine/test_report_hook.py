@@ -13,6 +13,10 @@ from mmengine.runner import Runner
 from tood.engine import TrainingReportHook
 from tood.utils import register_all_modules
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 MODEL_CFG = osp.join(
     osp.dirname(__file__), '..', '..', 'configs', '_base_', 'models',
     'tood_r50_fpn.py')

@@ -23,6 +23,10 @@ from robust_helpers import (finish, make_shapes, start, train_args,
 
 from tood.engine import load_from_local
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 # No random flips: each process would draw its own.
 NO_FLIP = 'train_dataloader.dataset.pipeline.2.prob=0.0'
 # ATSS assignment in both epochs. The head averages its loss normalisers

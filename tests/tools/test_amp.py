@@ -1,4 +1,5 @@
 """tools/train.py --amp on this machine."""
+import pytest
 import math
 import os.path as osp
 import re
@@ -6,6 +7,10 @@ import re
 import torch
 from tool_helpers import (R50_1X, assert_ok, data_options, load_checkpoint,
                          python_tool, tiny_model_options)
+
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
 
 
 def test_amp_trains_in_mixed_precision(two_class_coco, tmp_path):

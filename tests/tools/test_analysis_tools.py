@@ -22,6 +22,10 @@ from tood.analysis.confusion import (confusion_matrix, ground_truth_by_image,
                                      plot_confusion_matrix)
 from tood.datasets.shapes import SHAPES_CLASSES
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 REPO_TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis')
 
 

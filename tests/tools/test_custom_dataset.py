@@ -12,6 +12,10 @@ from mmengine.config import Config
 from tood.registry import DATASETS
 from tood.utils import register_all_modules
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 # The file lists triangle (id 3) before square (id 7); the config asks for
 # square first, so label 0 is square = category 7.
 CATEGORIES = [dict(id=3, name='triangle'), dict(id=7, name='square')]

@@ -9,9 +9,12 @@ import torch
 from tool_helpers import (R50_1X, REPO, assert_ok, data_options,
                          load_checkpoint, run_tool, tiny_model_options)
 
-pytestmark = pytest.mark.skipif(
-    torch.cuda.is_available(),
-    reason='checks the gloo path taken without CUDA')
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        torch.cuda.is_available(),
+        reason='checks the gloo path taken without CUDA')
+]
 
 
 def free_port() -> int:

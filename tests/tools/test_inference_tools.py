@@ -15,6 +15,10 @@ from tool_helpers import REPO, assert_ok, python_tool
 
 from tood.datasets.shapes import SHAPES_CLASSES
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 TINY_SHAPES_CONFIG = '''
 _base_ = [
     '{repo}/configs/_base_/models/tood_r50_fpn.py',

@@ -17,6 +17,10 @@ from tood.analysis.results import (collect_run, markdown_table,
 from tood.visualization import ScalarLog
 from tood.models.layers.dcn import ModulatedDeformConv2d
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 TOOLS = osp.join(REPO, 'tools', 'analysis')
 TOOD_1X = osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
 SHAPES = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_11e_shapes.py')

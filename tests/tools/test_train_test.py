@@ -11,6 +11,10 @@ from tool_helpers import (R50_1X, REPO, assert_ok, data_options,
                           load_checkpoint, python_tool, run_tool,
                           tiny_model_options)
 
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def trained(two_class_coco, tmp_path_factory):

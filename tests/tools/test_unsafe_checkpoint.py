@@ -1,8 +1,13 @@
 """tools/test.py refuses a checkpoint that would run code when loaded."""
+import pytest
 import os
 
 import torch
 from tool_helpers import R50_1X, data_options, python_tool, tiny_model_options
+
+# Trainings, exports or tools in their own processes: seconds to
+# minutes each (pytest -m "not e2e" leaves them out).
+pytestmark = pytest.mark.e2e
 
 
 class RunsCode:

@@ -1,30 +1,36 @@
 """Runner-side pieces: the tools' shared entry, config checks, hooks, safe
-checkpoint loading, CPU DDP, AMP and config helpers.
+checkpoint loading, CPU DDP, AMP, compiling and config helpers.
 
 Importing this package registers its hooks and wrappers in the tood
 registries (which also import it on their own when a config names one of
 them) and changes nothing else: checkpoint loading is set up by the entry
 points (:func:`setup_checkpoint_io`).
 """
-from .amp import CPUBFloat16OptimWrapper, setup_amp
+from .amp import (AMP_DTYPES, CUDA_AMP_SETTINGS, CPUBFloat16OptimWrapper,
+                  setup_amp)
 from .checkpoint import load_from_local, setup_checkpoint_io
-from .config import (dataset_missing_message, load_config,
-                     merge_cfg_options, missing_dataset_files,
+from .compile import (CompiledNetwork, CompileHook, compile_network,
+                      compile_options, compiled_network, setup_compile)
+from .config import (dataset_missing_message, drop_disabled_hooks,
+                     load_config, merge_cfg_options, missing_dataset_files,
                      unknown_cfg_keys)
 from .config_check import check_config, check_required_keys
 from .distributed import (CPUDistributedDataParallel, setup_cpu_distributed,
                           shutdown_distributed)
 from .entry import run_tool
 from .errors import explain_error, exit_if_user_error
-from .hooks import (DetVisualizationHook, TestProgressBarHook,
-                    TrainingReportHook)
+from .hooks import (DetVisualizationHook, EMAHook, TestProgressBarHook,
+                    TrainingReportHook, averaged_model)
 
 __all__ = [
-    'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
-    'DetVisualizationHook', 'TestProgressBarHook', 'TrainingReportHook',
-    'check_config', 'check_required_keys', 'dataset_missing_message',
-    'explain_error', 'exit_if_user_error', 'load_config', 'load_from_local',
-    'merge_cfg_options', 'missing_dataset_files', 'run_tool', 'setup_amp',
-    'setup_checkpoint_io', 'setup_cpu_distributed', 'shutdown_distributed',
+    'AMP_DTYPES', 'CUDA_AMP_SETTINGS', 'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
+    'CompileHook', 'CompiledNetwork', 'DetVisualizationHook', 'EMAHook',
+    'TestProgressBarHook', 'TrainingReportHook', 'averaged_model',
+    'check_config', 'check_required_keys', 'compile_network',
+    'compile_options', 'compiled_network', 'dataset_missing_message',
+    'drop_disabled_hooks', 'explain_error', 'exit_if_user_error',
+    'load_config', 'load_from_local', 'merge_cfg_options',
+    'missing_dataset_files', 'run_tool', 'setup_amp', 'setup_checkpoint_io',
+    'setup_compile', 'setup_cpu_distributed', 'shutdown_distributed',
     'unknown_cfg_keys'
 ]

@@ -61,6 +61,32 @@ def load_config(path: str,
     return cfg
 
 
+# The default hooks mmengine's runner registers itself
+# (Runner.register_default_hooks): None there removes one of them.
+MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger',
+                          'param_scheduler', 'checkpoint')
+
+
+def drop_disabled_hooks(cfg: Config) -> List[str]:
+    """Remove the ``default_hooks`` entries set to None that are not
+    mmengine's own; returns their names.
+
+    mmengine reads None as "remove this default hook" only for the hooks it
+    registers itself, and asserts on any other None, so
+    ``--cfg-options default_hooks.ema=None`` (or ``visualization=None``)
+    would stop the run. Dropped here, such an entry means "off" as it does
+    for mmengine's hooks.
+    """
+    hooks = cfg.get('default_hooks') or {}
+    dropped = [
+        name for name, hook in hooks.items()
+        if hook is None and name not in MMENGINE_DEFAULT_HOOKS
+    ]
+    for name in dropped:
+        hooks.pop(name)
+    return dropped
+
+
 def missing_dataset_files(cfg: Config, stages: List[str]) -> List[str]:
     """Paths that the given stages need but that do not exist, after the
     config's ``data_preparer`` (if any) has made the data it makes.

@@ -3,8 +3,9 @@
 Each tool parses its own arguments and makes its own edits to the config
 (``--resume`` and ``--amp`` for training, ``--out`` and ``--show-dir`` for
 testing), then hands the config to :func:`run_tool` with what to do with
-the runner. A new option (``--compile``, an EMA hook) is another config
-edit in its tool; a new stage is another entry of ``DATASET_STAGES``.
+the runner. A new option is another config edit in its tool (``--compile``
+sets mmengine's ``cfg.compile``, which :func:`run_tool` turns into a hook);
+a new stage is another entry of ``DATASET_STAGES``.
 """
 import sys
 from typing import Callable, Optional, Sequence, TypeVar
@@ -16,7 +17,9 @@ from tood.errors import ConfigError
 from tood.utils import register_all_modules
 
 from .checkpoint import setup_checkpoint_io
-from .config import dataset_missing_message, missing_dataset_files
+from .compile import setup_compile
+from .config import (dataset_missing_message, drop_disabled_hooks,
+                     missing_dataset_files)
 from .config_check import (check_config, check_required_keys,
                            check_warmup_can_end)
 from .distributed import setup_cpu_distributed, shutdown_distributed
@@ -56,7 +59,9 @@ def run_tool(cfg: Config,
     """Check ``cfg``, build its runner and return ``action(runner)``.
 
     In order: the registries and the 'tood' scope are set up
-    (``register_all_modules``); ``cfg`` is checked
+    (``register_all_modules``); ``cfg.compile`` becomes a ``CompileHook``
+    (``setup_compile``) and ``default_hooks`` entries set to None are
+    dropped (``drop_disabled_hooks``); ``cfg`` is checked
     (:func:`check_before_build`); checkpoints are loaded safely from here
     on (``setup_checkpoint_io``); without CUDA, ``--launcher pytorch``
     becomes gloo DDP on the CPU (``setup_cpu_distributed``); the runner is
@@ -76,6 +81,13 @@ def run_tool(cfg: Config,
         What ``action`` returned.
     """
     register_all_modules()
+    try:
+        # cfg.compile becomes a hook (tood compiles the network, not
+        # mmengine's train_step); checked here, before anything is built.
+        log_lines = [*log_lines, setup_compile(cfg)]
+    except ConfigError as error:
+        sys.exit(str(error))
+    drop_disabled_hooks(cfg)
     check_before_build(cfg, stage)
     setup_checkpoint_io()
     try:

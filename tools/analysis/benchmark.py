@@ -3,7 +3,8 @@
     python tools/analysis/benchmark.py CONFIG --task train \\
         [--shape 512 512] [--batch-size 2] [--num-gts 8] [--profile]
     python tools/analysis/benchmark.py CONFIG --task train \\
-        --compare 'K=V ...' ['K=V ...' ...] [--real-data [STEPS]]
+        --compare 'K=V ...' ['K=V ...' ...] [--real-data [STEPS]] \\
+        [--compile [--run-steps N]]
     python tools/analysis/benchmark.py CONFIG --task inference \\
         [--checkpoint CKPT] [--shape 800 1333] [--batch-size 2]
     python tools/analysis/benchmark.py CONFIG --task assign \\
@@ -12,10 +13,11 @@
 Common options: ``--min-run-time`` (seconds each measurement runs for,
 after warm-up runs), ``--repeats`` (the steps a phase split is the median
 of, and the turns of ``--compare``), ``--device`` (default: cuda when
-available), ``--amp`` (float16 autocast with a dynamic loss scale on CUDA,
-bfloat16 autocast on the CPU: the optimizer wrapper ``tools/train.py
---amp`` uses), ``--threads`` (torch threads), ``--out`` (the JSON file;
-default ``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
+available), ``--amp [float16|bfloat16]`` (the optimizer wrapper
+``tools/train.py --amp`` uses: without a value float16 autocast with a
+dynamic loss scale on CUDA, bfloat16 autocast on the CPU), ``--threads``
+(torch threads), ``--out`` (the JSON file; default
+``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
 
 * train: images/s of full training steps (preprocessing, forward, label
   assignment, losses, backward, optimizer step) with task-aligned
@@ -24,9 +26,18 @@ default ``work_dirs/benchmark/<config>_<task>.json``), ``--cfg-options``.
   ``--profile`` adds the top entries of a torch.profiler run. With
   ``--compare 'K=V ...' ['K=V ...' ...]`` it times instead the config and
   each of these ``--cfg-options`` variants of it, in turns, and prints the
-  speed-up of each over the config; ``--real-data`` makes each variant
+  speed-up of each over the config, its first step (timed alone) and its
+  peak memory; ``--real-data`` makes each variant
   train on its config's train_dataloader instead of a synthetic batch,
-  so that data loading and worker processes count.
+  so that data loading and worker processes count. ``--compile`` times a
+  compiled twin of every variant (``tools/train.py --compile``: the
+  network compiled with the config's ``compile`` settings, if any), in the
+  same turns; the first step of each variant is timed on its own, so the
+  table gives the compile time, the speed-up with it excluded, after how
+  many steps compiling pays for itself and, with ``--run-steps N``, the
+  speed-up over a run of N steps with it included. Without ``--compare``
+  it times the compiled model alone. A variant can also ask for compiling
+  itself: ``--compare 'compile=True'``.
 * inference: images/s and ms/image of ``test_step`` at batch 1 and at
   ``--batch-size``, peak memory, the share of post-processing (score
   filter, top-k, NMS, rescale) at batch 1 with the model's own scores and
@@ -61,13 +72,14 @@ from mmengine.runner import Runner, load_checkpoint
 # tood package: only this tool uses them.
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmarking import (benchmark_assign, benchmark_inference,  # noqa: E402
-                          benchmark_train, compare_train,
+                          benchmark_train, break_even_steps, compare_train,
                           enter_task_aligned_phase, machine_info)
 
 from tood.datasets import prepare_data  # noqa: E402
-from tood.engine import (load_config, setup_amp,  # noqa: E402
+from tood.engine import (AMP_DTYPES, compile_network,  # noqa: E402
+                         compile_options, load_config, setup_amp,
                          setup_checkpoint_io)
-from tood.errors import UnsafeCheckpointError  # noqa: E402
+from tood.errors import ConfigError, UnsafeCheckpointError  # noqa: E402
 from tood.registry import MODELS  # noqa: E402
 from tood.utils import register_all_modules  # noqa: E402
 
@@ -115,8 +127,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument(
-        '--amp', action='store_true',
-        help='mixed precision: fp16 + loss scaling on CUDA, bf16 on CPU')
+        '--amp', nargs='?', const='auto', choices=['auto', *AMP_DTYPES],
+        help='mixed precision as tools/train.py --amp: without a value fp16 '
+        '+ loss scaling on CUDA, bf16 on the CPU; bfloat16 on CUDA too '
+        'with --amp bfloat16')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='train: compile the network (tools/train.py --compile); with '
+        '--compare, add a compiled twin of every variant')
+    parser.add_argument(
+        '--run-steps', type=int, metavar='N',
+        help='with --compile and --compare: also give each compiled '
+        "twin's speed-up over a run of N training steps, compile time "
+        'included')
     parser.add_argument(
         '--threads', type=int,
         help='torch CPU threads (default: 1 for assign, torch\'s default '
@@ -176,40 +199,64 @@ def build_model(cfg: Config, checkpoint: Optional[str],
     return model.to(device)
 
 
-def autocast_for(device: torch.device, amp: bool) -> Callable[[], object]:
+def autocast_for(device: torch.device,
+                 amp: Optional[str]) -> Callable[[], object]:
     """The autocast ``tools/train.py --amp`` trains with, for inference."""
     if not amp:
         return nullcontext
-    dtype = torch.float16 if device.type == 'cuda' else torch.bfloat16
+    dtype = torch.float16 if device.type == 'cuda' and \
+        amp != 'bfloat16' else torch.bfloat16
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def build_for_training(args: argparse.Namespace, cfg: Config,
-                       device: torch.device
+                       device: torch.device,
+                       compile_settings: Optional[dict] = None
                        ) -> Tuple[torch.nn.Module, OptimWrapper]:
     """The model and optimizer wrapper of one training benchmark: the
     config's, or with ``--amp`` the wrapper ``tools/train.py --amp`` uses;
-    the head set to its steady state, task-aligned assignment after the
-    ATSS warm-up."""
+    the network compiled with ``compile_settings`` (``torch.compile``
+    arguments) unless None; the head set to its steady state, task-aligned
+    assignment after the ATSS warm-up."""
     if args.amp:
+        dtype = None if args.amp == 'auto' else args.amp
         if device.type == 'cuda' and not torch.cuda.is_available():
             sys.exit('--amp with --device cuda needs a CUDA device')
         if device.type == 'cpu':
+            if dtype == 'float16':
+                sys.exit('--amp float16 needs CUDA; on the CPU --amp '
+                         'autocasts to bfloat16')
             # setup_amp picks by torch.cuda.is_available(); the benchmark
             # may run on the CPU of a machine that has a GPU.
             cfg.optim_wrapper.type = 'CPUBFloat16OptimWrapper'
             print('--amp: bfloat16 autocast on the CPU')
         else:
-            print(setup_amp(cfg))
+            print(setup_amp(cfg, dtype))
     model = build_model(cfg, args.checkpoint, device)
     enter_task_aligned_phase(model)
+    if compile_settings is not None:
+        compile_network(model, compile_settings)
     return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def compile_settings_of(cfg: Config, asked: bool) -> Optional[dict]:
+    """The ``torch.compile`` arguments a variant runs with: its config's
+    ``compile`` entry (removed from ``cfg``), or with ``asked`` (``--compile``)
+    that entry's settings or the defaults; None for eager."""
+    try:
+        settings = compile_options(cfg.pop('compile', None))
+    except ConfigError as error:
+        sys.exit(str(error))
+    if asked and settings is None:
+        return {}
+    return settings
 
 
 def run_train(args: argparse.Namespace, cfg: Config, device: torch.device,
               shape: Tuple[int, int], batch_size: int,
               num_gts: List[int]) -> Tuple[dict, str]:
-    model, optim_wrapper = build_for_training(args, cfg, device)
+    settings = compile_settings_of(cfg, args.compile)
+    model, optim_wrapper = build_for_training(args, cfg, device, settings)
     result = benchmark_train(model, optim_wrapper, batch_size, shape,
                              num_gts[0], args.min_run_time, args.repeats,
                              device, args.profile)
@@ -230,6 +277,10 @@ def run_train(args: argparse.Namespace, cfg: Config, device: torch.device,
               'of the step')
     table += '\nlosses: ' + ', '.join(
         f'{k}={v:.4g}' for k, v in result['losses'].items())
+    if settings is not None:
+        result['compile'] = settings
+        table += (f'\ncompiled network ({settings or "default settings"}): '
+                  f'first step {result["first_step_s"]:.1f} s')
     if args.profile:
         table += '\n\n' + result['profile_table']
     return result, table
@@ -245,38 +296,85 @@ def parse_options(text: str) -> dict:
 def run_compare(args: argparse.Namespace, device: torch.device,
                 shape: Tuple[int, int], batch_size: int,
                 num_gts: List[int]) -> Tuple[dict, str]:
-    variants, loaders = {}, {}
+    variants, loaders, settings = {}, {}, {}
     for name in ['the config'] + args.compare:
         options = dict(args.cfg_options or {})
         if name != 'the config':
             options.update(parse_options(name))
         cfg = load_config(args.config, options)
-        variants[name] = build_for_training(args, cfg, device)
-        if args.real_data:
-            # The shapes data is drawn first if the config's preparer makes
-            # it.
-            prepare_data(cfg, ['train'])
-            loaders[name] = Runner.build_dataloader(
-                copy.deepcopy(cfg.train_dataloader),
-                seed=cfg.get('randomness', {}).get('seed'))
+        compiled = compile_settings_of(cfg, args.compile)
+        # With --compile, each variant runs eager and compiled.
+        twins = [(name, None), (f'{name} + compile', compiled)] \
+            if args.compile else [(name, compiled)]
+        for twin, twin_settings in twins:
+            variants[twin] = build_for_training(args, copy.deepcopy(cfg),
+                                                device, twin_settings)
+            settings[twin] = twin_settings
+            if args.real_data:
+                # The shapes data is drawn first if the config's preparer
+                # makes it.
+                prepare_data(cfg, ['train'])
+                loaders[twin] = Runner.build_dataloader(
+                    copy.deepcopy(cfg.train_dataloader),
+                    seed=cfg.get('randomness', {}).get('seed'))
     steps_per_turn = args.real_data or 1
     result = compare_train(variants, batch_size, shape, num_gts[0],
-                           args.repeats,
+                           args.repeats, device,
                            loaders if args.real_data else None,
                            steps_per_turn)
+    for name, r in result.items():
+        r['compile'] = settings[name]
     table = format_table([
         'variant', 'optim wrapper', 'step ms (median)', 'IQR ms',
-        'images/s', 'speed-up'
+        'images/s', 'speed-up', 'first step s', 'peak MiB'
     ], [[
         name, r['optim_wrapper'], r['median_ms'], r['iqr_ms'],
-        r['images_per_s'], r['speed_up']
+        r['images_per_s'], r['speed_up'], r['first_step_s'], r['peak_mib']
     ] for name, r in result.items()])
+    if args.compile:
+        table += '\n\n' + compile_table(result, args.run_steps)
     data = (f'batches of each train_dataloader, {steps_per_turn} timed '
             'steps per turn' if args.real_data else
             f'{shape[0]}x{shape[1]}, batch {batch_size}')
     return dict(variants=result, steps_per_turn=steps_per_turn), (
         f'{args.repeats} turns, each timing every variant in turn '
         f'({data}):\n' + table)
+
+
+def compile_table(result: dict, run_steps: Optional[int]) -> str:
+    """Each compiled twin against its eager twin (``result`` of
+    ``compare_train`` with ``--compile``): compile time, speed-up with it
+    excluded, the steps after which it has paid for itself, and the
+    speed-up over ``run_steps`` steps with it included. The numbers are
+    also added to the twin's result."""
+    rows = []
+    for name, compiled in result.items():
+        if not name.endswith(' + compile'):
+            continue
+        eager = result[name[:-len(' + compile')]]
+        compiled['speed_up_vs_eager'] = eager['median_ms'] / \
+            compiled['median_ms']
+        compiled['break_even_steps'] = break_even_steps(eager, compiled)
+        row = [
+            name, compiled['compile_s'], compiled['speed_up_vs_eager'],
+            'never' if compiled['break_even_steps'] is None else
+            f'{compiled["break_even_steps"]:.0f}'
+        ]
+        if run_steps:
+            def total(r):
+                return r['first_step_s'] + (run_steps - 1) * \
+                    r['median_ms'] / 1e3
+
+            compiled['run_steps'] = run_steps
+            compiled['speed_up_vs_eager_with_compile'] = total(eager) / \
+                total(compiled)
+            row.append(compiled['speed_up_vs_eager_with_compile'])
+        rows.append(row)
+    header = ['compiled', 'compile s', 'speed-up (compile excluded)',
+              'pays off after steps']
+    if run_steps:
+        header.append(f'speed-up over {run_steps} steps (compile included)')
+    return format_table(header, rows)
 
 
 def run_inference(args: argparse.Namespace, cfg: Config,
@@ -346,6 +444,10 @@ def main(argv=None) -> None:
 
     if args.compare and task != 'train':
         sys.exit('--compare is for --task train')
+    if args.compile and task != 'train':
+        sys.exit('--compile is for --task train')
+    if args.run_steps and not (args.compile and args.compare):
+        sys.exit('--run-steps is for --compile with --compare')
     if args.real_data and not args.compare:
         sys.exit('--real-data is for --compare')
     register_all_modules()
@@ -383,6 +485,7 @@ def main(argv=None) -> None:
             min_run_time=args.min_run_time,
             repeats=args.repeats,
             amp=args.amp,
+            compile=args.compile,
             threads=torch.get_num_threads()),
         machine=machine,
         result=result)

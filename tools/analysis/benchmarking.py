@@ -511,8 +511,8 @@ def train_step_phases(model: nn.Module, data: dict,
     data = model.data_preprocessor(data, True)
     lap('preprocess')
     with optim_wrapper.optim_context(model):
-        cls_scores, bbox_preds = model.bbox_head(
-            model.extract_feat(data['inputs']))
+        # network(): backbone, neck and head, compiled when the model is.
+        cls_scores, bbox_preds = model.network(data['inputs'])
     lap('network_forward')
     outputs = list(cls_scores) + list(bbox_preds)
     leaves = [o.detach().requires_grad_() for o in outputs]
@@ -589,8 +589,9 @@ def benchmark_train(model: nn.Module,
                     phase_steps: int,
                     device: torch.device,
                     profile_rows: int = 0) -> dict:
-    """Images per second of full training steps, the step's peak memory,
-    the split of a step into phases (the median of ``phase_steps`` steps)
+    """Images per second of full training steps, the time of the first
+    step (a compiled network compiles in it), the step's peak memory, the
+    split of a step into phases (the median of ``phase_steps`` steps)
     and, with ``profile_rows``, the top entries of a profile of one step.
     The optimizer's lr is set to 0 (:func:`zero_lr`)."""
     model.train()
@@ -602,6 +603,12 @@ def benchmark_train(model: nn.Module,
     def step():
         losses.update(check_finite(model.train_step(data, optim_wrapper)))
 
+    # Timed on its own: a compiled network compiles here.
+    synchronize(device)
+    start = time.perf_counter()
+    step()
+    synchronize(device)
+    first_step_s = time.perf_counter() - start
     timing = time_call(step, min_run_time, 'train step')
     peak = peak_memory(step, device)
     phases = [
@@ -622,6 +629,7 @@ def benchmark_train(model: nn.Module,
         optim_wrapper=type(optim_wrapper).__name__,
         **timing,
         images_per_s=batch_size / timing['median_ms'] * 1e3,
+        first_step_s=first_step_s,
         peak_mib=peak / MiB,
         losses=losses,
         phases_ms=phase_ms,
@@ -646,13 +654,22 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
                   shape: Tuple[int, int],
                   num_gts: int,
                   turns: int,
+                  device: torch.device,
                   loaders: Optional[Dict[str, Iterable]] = None,
                   steps_per_turn: int = 1) -> Dict[str, dict]:
     """Full training steps of several (model, optimizer wrapper) variants of
     one config, timed in turns (:func:`time_in_turns`). Each result has the
-    timing summary of one step, images/s and ``speed_up``: the first
-    variant's median step time over this one's. lr is set to 0 as in
+    timing summary of one step, images/s, ``speed_up`` (the first
+    variant's median step time over this one's), the first step's time
+    and the step's peak memory. lr is set to 0 as in
     :func:`benchmark_train`.
+
+    The first step of every variant is timed on its own, before the turns:
+    for a model whose network is compiled (``--compile``) that is when it
+    compiles, so ``first_step_s`` includes the compile time and
+    ``compile_s`` (the first step less a median step) estimates it. For an
+    eager variant ``compile_s`` is the first call's own overhead (oneDNN
+    picking kernels, the allocator growing), a second or less.
 
     Without ``loaders`` every variant trains on the same synthetic batch.
     With them, each variant takes its batches (and batch size) from its own
@@ -680,7 +697,15 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
             check_finite(m.train_step(next_batch(), o))
 
         steps[name] = step
+    first_s = {}
+    for name, step in steps.items():
+        synchronize(device)
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        first_s[name] = time.perf_counter() - start
     timings = time_in_turns(steps, turns, steps_per_turn)
+    peaks = {name: peak_memory(step, device) for name, step in steps.items()}
     first = next(iter(timings.values()))['median_ms']
     return {
         name: dict(
@@ -689,9 +714,22 @@ def compare_train(variants: Dict[str, Tuple[nn.Module, OptimWrapper]],
             images_per_s=(loaders[name].batch_sampler.batch_size
                           if loaders is not None else batch_size) /
             t['median_ms'] * 1e3,
-            speed_up=first / t['median_ms'])
+            speed_up=first / t['median_ms'],
+            first_step_s=first_s[name],
+            compile_s=max(0.0, first_s[name] - t['median_ms'] / 1e3),
+            peak_mib=peaks[name] / MiB)
         for name, t in timings.items()
     }
+
+
+def break_even_steps(eager: dict, compiled: dict) -> Optional[float]:
+    """After how many training steps a compiled variant has made up for its
+    compile time against its eager twin (results of
+    :func:`compare_train`); None when it is not faster per step."""
+    saved_s = (eager['median_ms'] - compiled['median_ms']) / 1e3
+    if saved_s <= 0:
+        return None
+    return (compiled['compile_s'] - eager['compile_s']) / saved_s
 
 
 # ---------------------------------------------------------------------- #
@@ -708,7 +746,7 @@ def inference_phases(model: nn.Module, data: dict,
     synchronize(device)
     times['preprocess'] = time.perf_counter() - start
     start = time.perf_counter()
-    outs = model.bbox_head(model.extract_feat(data['inputs']))
+    outs = model.network(data['inputs'])
     synchronize(device)
     times['network'] = time.perf_counter() - start
     start = time.perf_counter()
@@ -728,8 +766,7 @@ def saturated_outputs(
     on post-processing work, for models whose outputs (random weights,
     say) leave almost nothing above the threshold."""
     data = model.data_preprocessor(data, False)
-    cls_scores, bbox_preds = model.bbox_head(
-        model.extract_feat(data['inputs']))
+    cls_scores, bbox_preds = model.network(data['inputs'])
     g = torch.Generator().manual_seed(0)
     cls_scores = [
         torch.rand(s.shape, generator=g).to(s.device) for s in cls_scores

@@ -79,6 +79,7 @@ def test_data_preprocessor_pads_and_records_shapes():
     assert (out[0, :, 80:, :] == 0).all()  # padding value 0
 
 
+@pytest.mark.e2e
 def test_channels_last_changes_memory_order_not_results(set_epoch):
     torch.manual_seed(0)
     nchw = MODELS.build(tiny_tood('anchor_based'))
@@ -141,6 +142,7 @@ def test_forward_modes(anchor_type, set_epoch):
     assert pred.bboxes.max() > 128
 
 
+@pytest.mark.e2e
 def test_train_step_reduces_loss(set_epoch):
     torch.manual_seed(0)
     model = MODELS.build(tiny_tood())

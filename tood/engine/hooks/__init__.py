@@ -1,4 +1,5 @@
 from .checkpoint_hook import CheckpointHook
+from .ema_hook import EMAHook, averaged_model
 from .epoch_seed_hook import EpochSeedHook
 from .loss_check_hook import LossCheckHook
 from .num_class_check_hook import NumClassCheckHook
@@ -7,7 +8,7 @@ from .report_hook import TrainingReportHook
 from .visualization_hook import DetVisualizationHook
 
 __all__ = [
-    'CheckpointHook', 'DetVisualizationHook', 'EpochSeedHook',
-    'LossCheckHook', 'NumClassCheckHook',
-    'TestProgressBarHook', 'TrainingReportHook'
+    'CheckpointHook', 'DetVisualizationHook', 'EMAHook', 'EpochSeedHook',
+    'LossCheckHook', 'NumClassCheckHook', 'TestProgressBarHook',
+    'TrainingReportHook', 'averaged_model'
 ]

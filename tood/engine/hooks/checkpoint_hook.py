@@ -4,6 +4,7 @@ import os.path as osp
 import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
+from mmengine.hooks import EMAHook as MMEngineEMAHook
 from mmengine.model import is_model_wrapper
 
 from tood.engine.checkpoint import atomic_backend_args, atomic_write
@@ -41,7 +42,10 @@ class CheckpointHook(MMEngineCheckpointHook):
       used as it is;
     * weights holding NaN or infinity are not saved: training stops with
       :class:`NonFiniteLossError` and the previous checkpoint stays the
-      last one.
+      last one;
+    * ``--resume`` of a checkpoint written with an ``EMAHook`` by a run
+      without one continues from the raw weights, not the averaged ones
+      (:meth:`after_load_checkpoint`).
     """
 
     def before_train(self, runner) -> None:
@@ -52,6 +56,30 @@ class CheckpointHook(MMEngineCheckpointHook):
             # now, and a remote one keeps mmengine's backend for its prefix.
             self.backend_args = atomic_backend_args()
         super().before_train(runner)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Resume a checkpoint written with an ``EMAHook`` from its raw
+        weights when no EMA hook runs now.
+
+        Such a checkpoint keeps the averaged weights in ``state_dict`` (for
+        inference) and the raw ones in ``ema_state_dict`` under
+        ``module.``; the EMA hook swaps them back when it resumes. Without
+        it, training would go on from the averaged weights with the
+        optimizer state of the raw ones. Loading for inference or
+        fine-tuning (``load_from`` without resume) keeps the averaged
+        weights.
+        """
+        if not runner._resume or 'ema_state_dict' not in checkpoint or any(
+                isinstance(hook, MMEngineEMAHook) for hook in runner.hooks):
+            return
+        state = checkpoint['state_dict']
+        for key, value in checkpoint['ema_state_dict'].items():
+            if key.startswith('module.') and key[7:] in state:
+                state[key[7:]] = value
+        runner.logger.info(
+            'The checkpoint was written with an EMAHook, which this run does '
+            'not have: training resumes from its raw weights and the '
+            'averaged ones are dropped.')
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict):
         model = runner.model.module if is_model_wrapper(

@@ -14,6 +14,8 @@ from tood.registry import HOOKS
 from tood.visualization import (DEFAULT_KEYS, draw_instances, imwrite,
                                 load_work_dir, original_image, plot_curves)
 
+from .ema_hook import averaged_model
+
 
 @HOOKS.register_module()
 class TrainingReportHook(Hook):
@@ -27,7 +29,8 @@ class TrainingReportHook(Hook):
       ``vis_backends``, as in ``default_runtime.py``); a resumed run is
       joined to the runs before it;
     * ``pred_{img_id}.png`` for the first ``num_images`` images of the val
-      dataset: the trained model's detections scoring at least
+      dataset: the trained model's detections (with an ``EMAHook``, the
+      averaged model's, as in the checkpoints) scoring at least
       ``score_thr``, with class names and scores, over the ground truth in
       thin white.
 
@@ -94,8 +97,11 @@ class TrainingReportHook(Hook):
         palette = metainfo.get('palette')
         batch_size = dataloader.batch_size or 1
 
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        # With EMA, the averaged weights: those the checkpoints hold.
+        model = averaged_model(runner)
+        if model is None:
+            model = runner.model.module if is_model_wrapper(
+                runner.model) else runner.model
         was_training = model.training
         model.eval()
         written = []

@@ -69,18 +69,31 @@ class TOOD(BaseModel):
         inputs = inputs.contiguous(memory_format=torch.channels_last)
         return tuple(f.contiguous() for f in self.neck(self.backbone(inputs)))
 
+    def network(self, inputs: Tensor) -> Tuple[List[Tensor], ...]:
+        """(B, 3, H, W) -> the head's per-level outputs: backbone, neck and
+        head, the dense part of every mode.
+
+        Every mode goes through this one method, so that
+        ``tood.engine.compile_network`` can compile it as one graph whose
+        only input is the image batch; label assignment, losses and
+        post-processing, whose shapes depend on the data, stay eager.
+        """
+        return self.bbox_head(self.extract_feat(inputs))
+
     def forward(self,
                 inputs: Tensor,
                 data_samples: Optional[List[DetDataSample]] = None,
                 mode: str = 'tensor'):
         if mode == 'loss':
-            return self.bbox_head.loss(self.extract_feat(inputs), data_samples)
+            return self.bbox_head.loss_by_feat(*self.network(inputs),
+                                               data_samples)
         if mode == 'predict':
-            results = self.bbox_head.predict(
-                self.extract_feat(inputs), data_samples, rescale=True)
+            results = self.bbox_head.predict_by_feat(
+                *self.network(inputs), [s.metainfo for s in data_samples],
+                rescale=True)
             for sample, pred in zip(data_samples, results):
                 sample.pred_instances = pred
             return data_samples
         if mode == 'tensor':
-            return self.bbox_head(self.extract_feat(inputs))
+            return self.network(inputs)
         raise ValueError(f'Invalid mode "{mode}": use loss, predict or tensor')
