@@ -1,17 +1,14 @@
 """Binary cross entropy on logits, under MMDetection's name and config keys
 (``CrossEntropyLoss`` with ``use_sigmoid=True``): ATSS's centerness loss."""
-from typing import Optional, Union
-
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tood.registry import MODELS
-from .reduction import weight_reduce_loss
+from .reduction import WeightedLoss
 
 
 @MODELS.register_module()
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(WeightedLoss):
     """Sigmoid binary cross entropy towards soft targets in [0, 1].
 
     Args:
@@ -22,28 +19,13 @@ class CrossEntropyLoss(nn.Module):
 
     def __init__(self, use_sigmoid: bool = True,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         if not use_sigmoid:
             raise ValueError('only the sigmoid (binary) cross entropy is '
                              'implemented: set use_sigmoid=True')
-        self.loss_weight = loss_weight
 
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
-        """
-        Args:
-            pred: (M,) or (M, C) logits.
-            target: same shape, float targets in [0, 1].
-            weight: (M,) per-sample weight.
-            avg_factor: normaliser; None averages over the M samples.
-        Returns:
-            Scalar float32 loss.
-        """
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            loss = F.binary_cross_entropy_with_logits(
-                pred.float(), target.float(), reduction='none')
-            return self.loss_weight * weight_reduce_loss(
-                loss, weight, avg_factor)
+    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
+        """(M,) or (M, C) logits, the same shape of float targets in [0, 1]
+        -> the same shape; weights are (M,)."""
+        return F.binary_cross_entropy_with_logits(
+            pred, target.float(), reduction='none')

@@ -1,17 +1,14 @@
 """Distribution focal loss (Li et al., "Generalized Focal Loss", NeurIPS
 2020), the box-side loss of GFL."""
-from typing import Optional, Union
-
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tood.registry import MODELS
-from .reduction import weight_reduce_loss
+from .reduction import WeightedLoss
 
 
 @MODELS.register_module()
-class DistributionFocalLoss(nn.Module):
+class DistributionFocalLoss(WeightedLoss):
     """Cross entropy of a discretised distance towards its two nearest bins.
 
     A box side is predicted as a distribution over the integer distances
@@ -27,36 +24,15 @@ class DistributionFocalLoss(nn.Module):
         loss_weight: multiplies the reduced loss.
     """
 
-    def __init__(self, loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
-        """
-        Args:
-            pred: (M, R + 1) logits over the bins of M box sides.
-            target: (M,) float distances in [0, R].
-            weight: (M,) per-side weight.
-            avg_factor: normaliser; None averages over the M sides.
-        Returns:
-            Scalar float32 loss.
-        """
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            pred = pred.float()
-            target = target.float()
-            reg_max = pred.size(1) - 1
-            # A target of exactly R puts all its mass on bin R: taking
-            # R - 1 as its left bin keeps the right bin inside the range.
-            left = target.floor().long().clamp(0, reg_max - 1)
-            right = left + 1
-            weight_left = right.float() - target
-            weight_right = target - left.float()
-            loss = (
-                F.cross_entropy(pred, left, reduction='none') * weight_left +
-                F.cross_entropy(pred, right, reduction='none') * weight_right)
-            return self.loss_weight * weight_reduce_loss(
-                loss, weight, avg_factor)
+    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
+        """(M, R + 1) logits over the bins of M box sides, (M,) float
+        distances in [0, R] -> (M,); weights are (M,) per side."""
+        target = target.float()
+        # A target of exactly R puts all its mass on bin R: taking R - 1 as
+        # its left bin keeps the right bin inside the range.
+        left = target.floor().long().clamp(0, pred.size(1) - 2)
+        right = left + 1
+        return (F.cross_entropy(pred, left, reduction='none') *
+                (right.float() - target) +
+                F.cross_entropy(pred, right, reduction='none') *
+                (target - left.float()))

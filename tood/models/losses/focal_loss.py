@@ -5,14 +5,14 @@ Both run in float32 with autocast off: binary cross entropy on
 probabilities is refused under autocast and loses precision in half
 precision (MMDetection issue 10203). Shapes: M samples, C classes.
 """
-from typing import Optional, Tuple, Union
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tood.registry import MODELS
-from .reduction import weight_reduce_loss
+from .reduction import WeightedLoss
 
 
 def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
@@ -20,21 +20,22 @@ def _one_hot(labels: Tensor, num_classes: int) -> Tensor:
     return F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
 
 
-def _probability_and_bce(pred: Tensor, target: Tensor,
-                         activated: bool) -> Tuple[Tensor, Tensor]:
-    """Probabilities and elementwise BCE of (M, C) probabilities or logits.
+def _bce_and_focal(pred: Tensor, target: Tensor, activated: bool,
+                   exponent: float) -> Tuple[Tensor, Tensor]:
+    """Elementwise BCE of (M, C) probabilities or logits towards ``target``
+    and the focal factor |target - p|^exponent.
 
     On probabilities torch clamps each log at -100, so p = 0 or 1 stays
     finite.
     """
-    if activated:
-        return pred, F.binary_cross_entropy(pred, target, reduction='none')
-    return pred.sigmoid(), F.binary_cross_entropy_with_logits(
-        pred, target, reduction='none')
+    bce = (F.binary_cross_entropy if activated else
+           F.binary_cross_entropy_with_logits)(pred, target, reduction='none')
+    prob = pred if activated else pred.sigmoid()
+    return bce, (target - prob).abs().pow(exponent)
 
 
 @MODELS.register_module()
-class FocalLoss(nn.Module):
+class FocalLoss(WeightedLoss):
     """Sigmoid focal loss with hard labels, summed over classes.
 
     Args:
@@ -46,29 +47,21 @@ class FocalLoss(nn.Module):
 
     def __init__(self, activated: bool = True, gamma: float = 2.0,
                  alpha: float = 0.25, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.activated, self.gamma, self.alpha = activated, gamma, alpha
-        self.loss_weight = loss_weight
 
-    def forward(self, pred: Tensor, target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
         """(M, C) probabilities or logits, (M,) labels in [0, C] (C is
-        background), (M,) or (M, C) weights -> scalar float32 loss; a None
-        ``avg_factor`` averages over the M samples."""
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            pred = pred.float()
-            onehot = _one_hot(target, pred.size(1))
-            prob, bce = _probability_and_bce(pred, onehot, self.activated)
-            # (1 - p_t)^gamma == |t - p|^gamma for hard targets t.
-            focal = (onehot - prob).abs().pow(self.gamma)
-            alpha_t = self.alpha * onehot + (1 - self.alpha) * (1 - onehot)
-            return self.loss_weight * weight_reduce_loss(
-                bce * alpha_t * focal, weight, avg_factor)
+        background) -> (M, C); weights are (M,) or (M, C)."""
+        onehot = _one_hot(target, pred.size(1))
+        # (1 - p_t)^gamma == |t - p|^gamma for hard targets t.
+        bce, focal = _bce_and_focal(pred, onehot, self.activated, self.gamma)
+        alpha_t = self.alpha * onehot + (1 - self.alpha) * (1 - onehot)
+        return bce * alpha_t * focal
 
 
 @MODELS.register_module()
-class QualityFocalLoss(nn.Module):
+class QualityFocalLoss(WeightedLoss):
     """Quality focal loss: focal loss towards a soft target at the positive's
     class, summed over classes (GFL; TOOD eq. 11 with the target t-hat).
 
@@ -83,25 +76,19 @@ class QualityFocalLoss(nn.Module):
 
     def __init__(self, activated: bool = True, beta: float = 2.0,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(loss_weight)
         self.activated, self.beta = activated, beta
-        self.loss_weight = loss_weight
 
-    def forward(self, pred: Tensor, target: Tuple[Tensor, Tensor],
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+    def elementwise(self, pred: Tensor, target: Tuple[Tensor, Tensor]
+                    ) -> Tensor:
         """(M, C) probabilities or logits and ``(labels, scores)``: (M,)
         labels in [0, C] (C is background) and (M,) soft targets of the
-        labelled class -> scalar float32 loss."""
+        labelled class -> (M, C)."""
         labels, scores = target
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            pred = pred.float()
-            onehot = _one_hot(labels, pred.size(1))
-            # Soft target: the score at the positive's class, 0 elsewhere.
-            # It is a target, so no gradient flows into it.
-            soft = torch.where(onehot > 0, scores.detach().float()[:, None],
-                               0.0)
-            prob, bce = _probability_and_bce(pred, soft, self.activated)
-            # |0 - p| = p on negatives, so one expression covers both cases.
-            return self.loss_weight * weight_reduce_loss(
-                bce * (soft - prob).abs().pow(self.beta), weight, avg_factor)
+        # Soft target: the score at the positive's class, 0 elsewhere.
+        # It is a target, so no gradient flows into it.
+        soft = torch.where(_one_hot(labels, pred.size(1)) > 0,
+                           scores.detach().float()[:, None], 0.0)
+        # |0 - p| = p on negatives, so one expression covers both cases.
+        bce, focal = _bce_and_focal(pred, soft, self.activated, self.beta)
+        return bce * focal

@@ -1,30 +1,56 @@
 """How elementwise losses become one number: weighting, summing and the
 normalisers, averaged over processes."""
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+import torch
 from mmengine.dist import all_reduce
-from torch import Tensor
+from torch import Tensor, nn
 
 
-def weight_reduce_loss(loss: Tensor,
-                       weight: Optional[Tensor] = None,
-                       avg_factor: Optional[Union[float, Tensor]] = None
-                       ) -> Tensor:
-    """Weight an elementwise loss, sum it, and divide by ``avg_factor``.
+class WeightedLoss(nn.Module):
+    """An elementwise loss, weighted, summed and divided by ``avg_factor``.
+
+    Subclasses define ``elementwise(pred, target)``; it runs on float32
+    ``pred`` with autocast off (binary cross entropy on probabilities is
+    refused under autocast and loses precision in half precision,
+    MMDetection issue 10203).
 
     Args:
-        loss: (M, ...) elementwise loss of M samples.
-        weight: (M,) per-sample weight, or the shape of ``loss``.
-        avg_factor: the divisor; None means the number of samples M, i.e.
-            the mean over samples of their (class-summed) loss.
+        loss_weight: multiplies the reduced loss.
     """
-    if weight is not None:
-        weight = weight.float()
-        loss = loss * weight.reshape(weight.shape + (1, ) *
-                                     (loss.dim() - weight.dim()))
-    if avg_factor is None:
-        avg_factor = max(loss.size(0), 1)
-    return loss.sum() / avg_factor
+    # With no samples, return a zero that still reaches every parameter of
+    # ``pred`` instead of evaluating the loss.
+    zero_if_empty = False
+
+    def __init__(self, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, pred: Tensor, target: Any,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[Union[float, Tensor]] = None) -> Tensor:
+        """
+        Args:
+            pred: (M, ...) predictions of M samples.
+            target: what the subclass's ``elementwise`` takes.
+            weight: (M,) per-sample weight, or the shape of the elementwise
+                loss.
+            avg_factor: the divisor; None means the number of samples M,
+                i.e. the mean over samples of their (class-summed) loss.
+        Returns:
+            Scalar float32 loss.
+        """
+        if self.zero_if_empty and pred.size(0) == 0:
+            return pred.sum().float() * 0
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            loss = self.elementwise(pred.float(), target)
+            if weight is not None:
+                weight = weight.float()
+                loss = loss * weight.reshape(weight.shape + (1, ) *
+                                             (loss.dim() - weight.dim()))
+            if avg_factor is None:
+                avg_factor = max(loss.size(0), 1)
+            return self.loss_weight * (loss.sum() / avg_factor)
 
 
 def global_normaliser(value: Tensor) -> Tensor:
