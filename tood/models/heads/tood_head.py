@@ -71,6 +71,17 @@ def sample_box_sides(boxes: Tensor, offsets: Tensor) -> Tensor:
     return sampled.reshape(B, 4, H, W)
 
 
+def conv_branch(feat_channels: int, stacked_convs: int,
+                out_channels: int) -> nn.Sequential:
+    """conv1x1 from the N·C interactive channels to C / 4, ReLU, conv3x3:
+    the branches of the probability map M (eq. 7) and the offsets O (eq. 8).
+    """
+    hidden = feat_channels // 4
+    return nn.Sequential(
+        nn.Conv2d(feat_channels * stacked_convs, hidden, 1),
+        nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 3, padding=1))
+
+
 class TaskDecomposition(nn.Module):
     """Task-specific features from the interactive ones, eq. (2)-(4).
 
@@ -182,35 +193,22 @@ class TOODHead(BaseModule):
                 initial_loss_cls, loss_cls, loss_bbox)
 
         # Eq. (1): N stacked conv-GN-ReLU, each on the previous output.
-        self.inter_convs = nn.ModuleList([
-            ConvModule(
-                in_channels if i == 0 else feat_channels,
-                feat_channels,
-                3,
-                padding=1,
-                conv_cfg=(dict(type=ModulatedDeformConv2d, deform_groups=4)
-                          if i < num_dcn else None),
-                norm_cfg=norm_cfg) for i in range(stacked_convs)
-        ])
-        self.cls_decomp = TaskDecomposition(feat_channels, stacked_convs,
-                                            norm_cfg, use_layer_attention)
-        self.reg_decomp = TaskDecomposition(feat_channels, stacked_convs,
-                                            norm_cfg, use_layer_attention)
+        self.inter_convs = nn.ModuleList([ConvModule(
+            in_channels if i == 0 else feat_channels, feat_channels, 3,
+            padding=1, norm_cfg=norm_cfg,
+            conv_cfg=dict(type=ModulatedDeformConv2d, deform_groups=4)
+            if i < num_dcn else None) for i in range(stacked_convs)])
+        args = (feat_channels, stacked_convs, norm_cfg, use_layer_attention)
+        self.cls_decomp = TaskDecomposition(*args)
+        self.reg_decomp = TaskDecomposition(*args)
         self.tood_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
         self.tood_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
-        inter_channels = feat_channels * stacked_convs
-        if use_cls_prob:
-            # Eq. (7): M = sigma(conv2(ReLU(conv1(X_inter)))).
-            self.cls_prob_module = nn.Sequential(
-                nn.Conv2d(inter_channels, feat_channels // 4, 1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(feat_channels // 4, 1, 3, padding=1))
+        if use_cls_prob:  # Eq. (7): M = sigma(conv2(ReLU(conv1(X_inter)))).
+            self.cls_prob_module = conv_branch(feat_channels, stacked_convs, 1)
         if use_reg_offset:
             # Eq. (8): O = conv4(ReLU(conv3(X_inter))), 2 offsets per side.
-            self.reg_offset_module = nn.Sequential(
-                nn.Conv2d(inter_channels, feat_channels // 4, 1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(feat_channels // 4, 4 * 2, 3, padding=1))
+            self.reg_offset_module = conv_branch(feat_channels, stacked_convs,
+                                                 4 * 2)
         self.scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
 
     def init_weights(self) -> None:
@@ -239,9 +237,8 @@ class TOODHead(BaseModule):
                 units of the level's stride.
         """
         check_num_levels(feats, self.strides)
-        outputs = [self.forward_single(x, scale)
-                   for x, scale in zip(feats, self.scales)]
-        return [c for c, _ in outputs], [b for _, b in outputs]
+        outputs = map(self.forward_single, feats, self.scales)
+        return tuple(map(list, zip(*outputs)))  # per level -> per output
 
     def forward_single(self, x: Tensor,
                        scale: nn.Module) -> Tuple[Tensor, Tensor]:
@@ -255,12 +252,9 @@ class TOODHead(BaseModule):
         reg_feat = self.reg_decomp(inter_feat, avg_feat)
 
         # Classification alignment.
-        cls_logits = self.tood_cls(cls_feat)
-        if self.use_cls_prob:
-            cls_score = aligned_score(cls_logits,
-                                      self.cls_prob_module(inter_feat))
-        else:
-            cls_score = cls_logits.float().sigmoid()
+        logits = self.tood_cls(cls_feat)
+        cls_score = (aligned_score(logits, self.cls_prob_module(inter_feat))
+                     if self.use_cls_prob else logits.float().sigmoid())
 
         # Localisation: an initial box per location, in stride units, from
         # the distances scale_l · exp(·) or the deltas scale_l · (·).
@@ -290,9 +284,8 @@ class TOODHead(BaseModule):
     def predict(self, feats: Sequence[Tensor],
                 data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[InstanceData]:
-        return self.predict_by_feat(*self(feats),
-                                    [s.metainfo for s in data_samples],
-                                    rescale)
+        return self.predict_by_feat(
+            *self(feats), [s.metainfo for s in data_samples], rescale)
 
     def predict_by_feat(self, cls_scores: List[Tensor],
                         bbox_preds: List[Tensor], batch_img_metas: List[dict],
