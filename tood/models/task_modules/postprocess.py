@@ -46,25 +46,23 @@ def detections_from_levels(
     nms_pre = test_cfg.get('nms_pre', 1000)
     iou_thr = test_cfg.get('nms', {}).get('iou_threshold', 0.6)
     max_per_img = test_cfg.get('max_per_img', 100)
-    num_level_priors = [s.shape[-2] * s.shape[-1] for s in cls_scores]
+    K = cls_scores[0].size(1)
+    level_sizes = [s.shape[-2] * s.shape[-1] * K for s in cls_scores]
     scores = levels_to_priors(cls_scores).float()  # (B, N, K)
-    prior_strides = torch.repeat_interleave(
-        torch.tensor(strides, dtype=torch.float32, device=scores.device),
-        torch.tensor(num_level_priors, device=scores.device))
-    boxes = levels_to_priors(bbox_preds).float() * prior_strides[:, None]
+    boxes = levels_to_priors([b.float() * s for b, s in zip(bbox_preds,
+                                                            strides)])
     factors = (levels_to_priors(score_factors)[..., 0].float()
                if score_factors is not None else None)  # (B, N)
-    K = scores.size(-1)
     results = []
     for b, meta in enumerate(batch_img_metas):
         flat = scores[b].reshape(-1)  # (N·K), (prior, class) pairs
         keep, start = [], 0
-        for n in num_level_priors:
-            idx = (flat[start:start + n * K] > score_thr).nonzero().squeeze(1)
+        for level in flat.split(level_sizes):
+            idx = (level > score_thr).nonzero().squeeze(1)
             if idx.numel() > nms_pre:
-                idx = idx[flat[start + idx].topk(nms_pre).indices]
+                idx = idx[level[idx].topk(nms_pre).indices]
             keep.append(idx + start)
-            start += n * K
+            start += level.numel()
         keep = torch.cat(keep)
         img_scores, prior, labels = flat[keep], keep // K, keep % K
         if factors is not None:
@@ -73,11 +71,9 @@ def detections_from_levels(
         if rescale:
             sx, sy = meta.get('scale_factor', (1.0, 1.0))
             img_boxes = img_boxes / img_boxes.new_tensor([sx, sy, sx, sy])
-            h, w = meta['ori_shape'][:2]
-        else:
-            h, w = meta['img_shape'][:2]
-        img_boxes[:, 0::2] = img_boxes[:, 0::2].clamp(0, w)
-        img_boxes[:, 1::2] = img_boxes[:, 1::2].clamp(0, h)
+        h, w = meta['ori_shape' if rescale else 'img_shape'][:2]
+        img_boxes = img_boxes.clamp(min=0).minimum(
+            img_boxes.new_tensor([w, h, w, h]))
         keep = batched_nms(img_boxes, img_scores, labels, iou_thr)[:max_per_img]
         results.append(
             InstanceData(bboxes=img_boxes[keep], scores=img_scores[keep],
