@@ -77,10 +77,11 @@ class TaskAlignedAssigner:
             return AssignResult.empty(B, N, pred_scores.device)
         cand_t, cand_idx = self.select_topk_candidates(
             priors.points, priors.valid, gt, pred_scores, pred_bboxes)
-        cand_u = box_iou(gt.bboxes[:, :, None], _gather(pred_bboxes, cand_idx))
+        batch = torch.arange(B, device=cand_idx.device)[:, None, None]
+        cand_u = box_iou(gt.bboxes[:, :, None], pred_bboxes[batch, cand_idx])
         positive = self.inside_object(cand_t, cand_idx, priors.points, gt)
-        gt_index, final = self.resolve_conflicts(positive, cand_u, cand_idx, gt,
-                                                 N)
+        gt_index, final = self.resolve_conflicts(positive, cand_u, cand_idx,
+                                                 gt, N)
         t_hat, u = self.normalise_alignment(cand_t, cand_u, final, cand_idx, N)
         return AssignResult(gt_index, gt_index >= 0, u, t_hat)
 
@@ -117,37 +118,23 @@ class TaskAlignedAssigner:
                           num_priors: int) -> Tuple[Tensor, Tensor]:
         """The conflict rule. Returns (B, N) the GT slot of each prior (-1
         for background) and (B, G, k) the candidate pairs that won."""
-        if self.conflict == 'max_iou':
-            key = cand_u
-        else:
-            key = -box_area(gt.bboxes)[:, :, None].expand_as(cand_u)
-        gt_index, final, _ = resolve_claims(positive, key, cand_idx,
-                                            num_priors)
-        return gt_index, final
+        key = (cand_u if self.conflict == 'max_iou' else
+               -box_area(gt.bboxes)[:, :, None].expand_as(cand_u))
+        return resolve_claims(positive, key, cand_idx, num_priors)[:2]
 
     def normalise_alignment(self, cand_t: Tensor, cand_u: Tensor,
                             final: Tensor, cand_idx: Tensor,
                             num_priors: int) -> Tuple[Tensor, Tensor]:
         """Eq. (10): t-hat = t / max t * max u, maxima per GT over its
         positives. Returns (B, N) t-hat and u of each prior's pair."""
-        t = cand_t.where(final, 0.0)
-        u = cand_u.where(final, 0.0)
+        t, u = cand_t.where(final, 0.0), cand_u.where(final, 0.0)
         t_hat = t * (u.amax(-1, keepdim=True) /
                      (t.amax(-1, keepdim=True) + self.eps))
         # One final pair per foreground prior: a sum over the candidates
-        # pointing at a prior copies that pair's values.
-        B, G, k = t.shape
-        flat_idx = cand_idx.reshape(B, G * k)
-        zeros = t.new_zeros(B, num_priors)
-        return (zeros.scatter_add(1, flat_idx, t_hat.reshape(B, G * k)),
-                zeros.scatter_add(1, flat_idx, u.reshape(B, G * k)))
-
-
-def _gather(boxes: Tensor, idx: Tensor) -> Tensor:
-    """(B, N, 4) boxes at (B, G, k) indices -> (B, G, k, 4)."""
-    B, G, k = idx.shape
-    flat = idx.view(B, G * k, 1).expand(B, G * k, 4)
-    return boxes.gather(1, flat).view(B, G, k, 4)
+        # pointing at a prior copies that pair's values; (B, G, k) -> (B, N).
+        flat_idx, zeros = cand_idx.flatten(1), t.new_zeros(len(t), num_priors)
+        return (zeros.scatter_add(1, flat_idx, t_hat.flatten(1)),
+                zeros.scatter_add(1, flat_idx, u.flatten(1)))
 
 
 def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
@@ -168,8 +155,7 @@ def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
     # never picked, since every row holds k values >= -1.
     block = max(1, min(64, N // (4 * k)))
     width = -(-N // block) * block
-    chunk = CPU_CHUNK if boxes.device.type == 'cpu' else GPU_CHUNK
-    rows = max(1, min(G, chunk // width))
+    rows = max(1, min(G, (CPU_CHUNK if boxes.is_cpu else GPU_CHUNK) // width))
     # Three buffers for the whole image, reused by every chunk.
     t = boxes.new_full((rows, width), float('-inf'))
     w1, w2 = boxes.new_empty(rows, N), boxes.new_empty(rows, N)
@@ -181,23 +167,20 @@ def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
         class_scores.pow_(alpha)
     # Priors on the batch padding must never be candidates.
     invalid = None if bool(prior_valid.all()) else ~prior_valid
-    values, indices = [], []
+    values, indices = boxes.new_empty(G, k), gt_labels.new_empty(G, k)
     for start in range(0, G, rows):
-        end = min(G, start + rows)
-        r = end - start
-        u = box_iou(gt_bboxes[start:end, None], boxes, out=t[:r, :N],
+        r, gts = min(rows, G - start), slice(start, start + rows)
+        u = box_iou(gt_bboxes[gts, None], boxes, out=t[:r, :N],
                     scratch=(w1[:r], w2[:r]))
         _pow(u, beta, w1[:r]).mul_(torch.index_select(
-            class_scores, 0, class_of_gt[start:end], out=w1[:r]))
+            class_scores, 0, class_of_gt[gts], out=w1[:r]))
         if invalid is not None:
             u.masked_fill_(invalid, -1.0)
         if inside_first:
             u.masked_fill_(
-                ~points_inside_boxes(points, gt_bboxes[start:end, None]), -1.0)
-        top_values, top_idx = _topk_by_blocks(t[:r], k, block)
-        values.append(top_values)
-        indices.append(top_idx)
-    return torch.cat(values), torch.cat(indices)
+                ~points_inside_boxes(points, gt_bboxes[gts, None]), -1.0)
+        values[gts], indices[gts] = _topk_by_blocks(t[:r], k, block)
+    return values, indices
 
 
 def _pow(x: Tensor, exponent: float, tmp: Tensor) -> Tensor:
