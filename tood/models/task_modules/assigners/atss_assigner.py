@@ -15,7 +15,7 @@ from tood.registry import TASK_UTILS
 from tood.structures import PaddedGT, box_iou, points_inside_boxes
 
 from ..priors import Priors
-from .assign_result import AssignResult, resolve_claims
+from .assign_result import CPU_CHUNK, GPU_CHUNK, AssignResult, resolve_claims
 
 
 @TASK_UTILS.register_module()
@@ -49,7 +49,7 @@ class ATSSAssigner:
             AssignResult with ``metrics`` equal to ``overlaps``, the anchor
             IoU.
         """
-        anchors, prior_valid = priors.anchors, priors.valid
+        anchors = priors.anchors
         (B, G), N = gt.labels.shape, anchors.size(0)
         if G == 0 or N == 0:
             return AssignResult.empty(B, N, anchors.device)
@@ -65,7 +65,7 @@ class ATSSAssigner:
             if slots.numel() > 0:
                 cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
                     anchor_centres, priors.num_level_priors,
-                    gt_centres[b, slots], prior_valid[b])
+                    gt_centres[b, slots], priors.valid[b])
         gt_boxes = gt.bboxes[:, :, None, :]
         ious = box_iou(anchors[cand_idx], gt_boxes)  # (B, G, k)
         # Mean and unbiased std over each GT's valid candidates. With a
@@ -95,25 +95,21 @@ class ATSSAssigner:
             valid (a level with fewer than topk valid priors still fills its
             slots; the invalid ones are masked out).
         """
-        cand_idx, cand_valid = [], []
-        start = 0
-        for level_size in num_level_priors:
-            end = start + level_size
-            k = min(self.topk, level_size)
+        cand_idx, cand_valid, start = [], [], 0
+        for n in num_level_priors:
+            k = min(self.topk, n)
             if k > 0:
-                cx, cy = anchor_centres[start:end].t().contiguous()
-                level_valid = prior_valid[start:end]
+                cx, cy = anchor_centres[start:start + n].t().contiguous()
+                level_valid = prior_valid[start:start + n]
                 # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
                 # a few large ones on a GPU.
-                budget = (1 << 18) if cx.device.type == 'cpu' else (1 << 23)
-                rows = max(1, budget // level_size)
-                idx = torch.cat([
-                    _level_topk(gt_centres[s:s + rows], cx, cy, level_valid, k)
-                    for s in range(0, gt_centres.size(0), rows)
-                ])
+                rows = max(1, (CPU_CHUNK if cx.is_cpu else GPU_CHUNK) // n)
+                idx = torch.cat([_level_topk(gt_centres[s:s + rows], cx, cy,
+                                             level_valid, k)
+                                 for s in range(0, len(gt_centres), rows)])
                 cand_valid.append(level_valid[idx])
                 cand_idx.append(idx + start)
-            start = end
+                start += n
         return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)
 
 

@@ -22,12 +22,7 @@ from tood.structures import (PaddedGT, box_area, box_iou,
                              points_inside_boxes)
 
 from ..priors import Priors
-from .assign_result import AssignResult, resolve_claims
-
-# Elements (GT rows x priors) of one chunk of the dense stage: 2^18 floats
-# (1 MiB) keeps a chunk in L2 cache on the CPU; on a GPU, bigger chunks
-# mean fewer kernel launches.
-CPU_CHUNK, GPU_CHUNK = 1 << 18, 1 << 23
+from .assign_result import CPU_CHUNK, GPU_CHUNK, AssignResult, resolve_claims
 
 
 @TASK_UTILS.register_module()
