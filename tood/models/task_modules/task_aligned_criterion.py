@@ -62,12 +62,11 @@ class TaskAlignedCriterion(nn.Module):
         super().__init__()
         self.num_classes, self.strides = num_classes, tuple(strides)
         self.anchor_scale = anchor_scale
-        self.initial_epoch = train_cfg.get('initial_epoch', 4)
-        self.initial_iter: Optional[int] = train_cfg.get('initial_iter')
-        for key in ('initial_epoch', 'initial_iter'):
-            value = getattr(self, key)
+        for key, default in (('initial_epoch', 4), ('initial_iter', None)):
+            value = train_cfg.get(key, default)
             check_value(value is None or isinstance(value, int) and value >= 0,
                         f'model.train_cfg.{key}', 'a whole number >= 0', value)
+            setattr(self, key, value)
         self.hard_labels = train_cfg.get('hard_labels', False)
         # alpha and beta of eq. (9) sit in train_cfg, as in MMDetection's
         # configs; the task-aligned assigner gets them when it is built.
@@ -100,20 +99,17 @@ class TaskAlignedCriterion(nn.Module):
                 "MessageHub, which a Runner's train loop sets; outside one, "
                 "set it first: MessageHub.get_current_instance()"
                 ".update_info('epoch', 5), update_info('iter', 500).")
-        if self.initial_iter is not None:
-            warmup = iteration < self.initial_iter
-        else:
-            warmup = (epoch or 0) < self.initial_epoch
+        by_iter = self.initial_iter is not None
+        warmup = (iteration < self.initial_iter if by_iter else
+                  (epoch or 0) < self.initial_epoch)
         if warmup != self._was_warming_up:
-            single = (warmup and self.initial_iter is None
-                      and hub.get_info('max_epochs') == 1)
-            print_log(
-                f'Epoch {epoch}, iteration {iteration}: ' +
-                ('ATSS warm-up assignment' if warmup else
-                 'task-aligned assignment (TAL)') +
-                ('; this run has a single epoch (as an iteration-based loop '
-                 'has), so it stays in the warm-up unless '
-                 'model.train_cfg.initial_iter is set' if single else ''),
+            single = warmup and not by_iter and hub.get_info('max_epochs') == 1
+            print_log(f'Epoch {epoch}, iteration {iteration}: ' + (
+                'ATSS warm-up assignment' if warmup else
+                'task-aligned assignment (TAL)') + (
+                '; this run has a single epoch (as an iteration-based loop '
+                'has), so it stays in the warm-up unless '
+                'model.train_cfg.initial_iter is set' if single else ''),
                 logger='current', level=WARNING if single else INFO)
             self._was_warming_up = warmup
         return warmup
@@ -129,11 +125,9 @@ class TaskAlignedCriterion(nn.Module):
         boxes = levels_to_priors(bbox_preds) * priors.strides[:, None]
         gt = PaddedGT.from_samples(data_samples, device)
         warmup = self.warming_up()
-        if warmup:
-            assign = self.initial_assigner.assign(priors, gt)
-        else:
-            assign = self.assigner.assign(priors, gt, scores.detach(),
-                                          boxes.detach())
+        # The warm-up's ATSS looks at the anchors only.
+        assigner = self.initial_assigner if warmup else self.assigner
+        assign = assigner.assign(priors, gt, scores.detach(), boxes.detach())
         labels, target_boxes = assign.targets(gt, self.num_classes)
         fg, valid = assign.fg_mask, priors.valid  # (B, N)
         pos_target = target_boxes[fg]  # (P, 4)
@@ -153,14 +147,12 @@ class TaskAlignedCriterion(nn.Module):
             cls_norm = target.sum()
             bbox_weight = target[fg]
         # GIoU is scale invariant, so comparing in input pixels equals the
-        # stride units of the published code.
-        if pos_target.numel() > 0:
-            loss_bbox = self.loss_bbox(
-                boxes[fg], pos_target, bbox_weight, avg_factor=1.0)
-        else:
-            # Keep every regression parameter in the graph (DDP would hang
-            # waiting for their gradients otherwise).
-            loss_bbox = boxes.sum() * 0
+        # stride units of the published code. Without positives, a zero
+        # keeps every regression parameter in the graph (DDP would hang
+        # waiting for their gradients otherwise).
+        loss_bbox = (self.loss_bbox(boxes[fg], pos_target, bbox_weight,
+                                    avg_factor=1.0)
+                     if pos_target.numel() > 0 else boxes.sum() * 0)
         return dict(
             loss_cls=loss_cls / global_normaliser(cls_norm),
             loss_bbox=loss_bbox / global_normaliser(bbox_weight.sum()))
