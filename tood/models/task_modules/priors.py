@@ -9,7 +9,6 @@ tensor in training and inference.
 
 Shapes: B images, N priors of all levels, C channels, H×W one level.
 """
-import math
 from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
@@ -67,12 +66,8 @@ def make_priors(level_sizes: Sequence[Tuple[int, int]], strides: Sequence[int],
     for sample in data_samples:
         meta = sample.metainfo
         pad_h, pad_w = meta.get('pad_shape', meta['batch_input_shape'])
-        per_level = []
-        for (h, w), s in zip(level_sizes, strides):
-            m = torch.zeros(h, w, dtype=torch.bool, device=device)
-            m[:min(math.ceil(pad_h / s), h), :min(math.ceil(pad_w / s), w)] = 1
-            per_level.append(m.reshape(-1))
-        valid.append(torch.cat(per_level))
+        # Point (j·s, i·s) is on the area when j·s < pad_w and i·s < pad_h.
+        valid.append((points[:, 0] < pad_w) & (points[:, 1] < pad_h))
     return Priors(points, prior_strides,
                   square_anchors(points, prior_strides, anchor_scale),
                   level_sizes, torch.stack(valid))
@@ -80,9 +75,7 @@ def make_priors(level_sizes: Sequence[Tuple[int, int]], strides: Sequence[int],
 
 def levels_to_priors(maps: Sequence[Tensor]) -> Tensor:
     """Per level (B, C, H, W) -> (B, N, C), in prior order."""
-    B = maps[0].size(0)
-    return torch.cat(
-        [m.permute(0, 2, 3, 1).reshape(B, -1, m.size(1)) for m in maps], 1)
+    return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], 1)
 
 
 def decode_level(pred: Tensor, anchor_type: str, anchor_scale: float = 8,
@@ -100,11 +93,8 @@ def decode_level(pred: Tensor, anchor_type: str, anchor_scale: float = 8,
         (B, 4, H, W) boxes x1, y1, x2, y2.
     """
     B, _, H, W = pred.shape
-    points, unit = grid_points([(H, W)], [1], pred.device)
+    points, one = grid_points([(H, W)], [1], pred.device)  # stride 1
     pred = pred.permute(0, 2, 3, 1).reshape(B, H * W, 4)
-    if anchor_type == 'anchor_free':
-        boxes = distance2bbox(points, pred)
-    else:
-        boxes = delta2bbox(square_anchors(points, unit, anchor_scale), pred,
-                           stds)
+    boxes = (distance2bbox(points, pred) if anchor_type == 'anchor_free' else
+             delta2bbox(square_anchors(points, one, anchor_scale), pred, stds))
     return boxes.reshape(B, H, W, 4).permute(0, 3, 1, 2).contiguous()
