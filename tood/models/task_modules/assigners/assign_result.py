@@ -45,11 +45,9 @@ class AssignResult:
     def targets(self, gt: PaddedGT, num_classes: int) -> Tuple[Tensor, Tensor]:
         """(B, N) labels, ``num_classes`` for background, and (B, N, 4) the
         assigned GT boxes (meaningless on background)."""
-        B, N = self.gt_index.shape
         pick = self.gt_index.clamp(min=0)
         labels = gt.labels.gather(1, pick).where(self.fg_mask, num_classes)
-        boxes = gt.bboxes.gather(1, pick[..., None].expand(B, N, 4))
-        return labels, boxes
+        return labels, gt.bboxes.gather(1, pick[..., None].expand(-1, -1, 4))
 
 
 def resolve_claims(positive: Tensor, key: Tensor, cand_idx: Tensor,
@@ -69,12 +67,11 @@ def resolve_claims(positive: Tensor, key: Tensor, cand_idx: Tensor,
     B, G, k = positive.shape
     key = key.masked_fill(~positive, float('-inf')).reshape(B, G * k)
     flat_idx = cand_idx.reshape(B, G * k)
-    best = key.new_full((B, num_priors), float('-inf'))
-    best.scatter_reduce_(1, flat_idx, key, 'amax')
+    best = key.new_full((B, num_priors), float('-inf')).scatter_reduce_(
+        1, flat_idx, key, 'amax')
     wins = positive & (key == best.gather(1, flat_idx)).view(B, G, k)
     g_index = torch.arange(G, device=key.device)[None, :, None]
-    winner = torch.full((B, num_priors), G, device=key.device)
-    winner.scatter_reduce_(
+    winner = torch.full((B, num_priors), G, device=key.device).scatter_reduce_(
         1, flat_idx, torch.where(wins, g_index, G).reshape(B, G * k), 'amin')
     final = wins & (winner.gather(1, flat_idx).view(B, G, k) == g_index)
     return torch.where(winner < G, winner, -1), final, best
