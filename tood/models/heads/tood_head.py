@@ -58,17 +58,14 @@ def sample_box_sides(boxes: Tensor, offsets: Tensor) -> Tensor:
     """
     B, _, H, W = boxes.shape
     offsets = offsets.float().reshape(B * 4, 2, H, W)
-    rows = torch.arange(H, dtype=torch.float32, device=boxes.device)
-    cols = torch.arange(W, dtype=torch.float32, device=boxes.device)
-    y = offsets[:, 0] + rows[:, None]  # (B·4, H, W), in pixels
-    x = offsets[:, 1] + cols
+    y = offsets[:, 0] + torch.arange(H, device=boxes.device)[:, None]
+    x = offsets[:, 1] + torch.arange(W, device=boxes.device)  # (B·4, H, W)
     # With align_corners=False, grid_sample puts pixel p at (2p + 1) / size
     # - 1; unlike the align_corners=True form, this holds for a size of 1.
     grid = torch.stack(((2 * x + 1) / W - 1, (2 * y + 1) / H - 1), dim=-1)
-    sampled = F.grid_sample(
-        boxes.float().reshape(B * 4, 1, H, W), grid, mode='bilinear',
-        padding_mode='zeros', align_corners=False)
-    return sampled.reshape(B, 4, H, W)
+    return F.grid_sample(  # bilinear, zero outside the map
+        boxes.float().reshape(B * 4, 1, H, W), grid,
+        align_corners=False).reshape(B, 4, H, W)
 
 
 def conv_branch(feat_channels: int, stacked_convs: int,
@@ -125,8 +122,8 @@ class TaskDecomposition(nn.Module):
         conv = self.reduction_conv.conv
         weight = (w.reshape(B, 1, N, 1) *
                   conv.weight.reshape(1, C, N, C)).reshape(B, C, N * C)
-        feat = torch.bmm(weight, inter_feat.reshape(B, N * C, H * W))
-        feat = feat.reshape(B, C, H, W)
+        feat = torch.bmm(weight, inter_feat.reshape(B, N * C, H * W)).reshape(
+            B, C, H, W)
         if conv.bias is not None:
             feat = feat + conv.bias.reshape(1, C, 1, 1)
         if self.reduction_conv.with_norm:

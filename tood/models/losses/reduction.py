@@ -45,9 +45,8 @@ class WeightedLoss(nn.Module):
         with torch.autocast(device_type=pred.device.type, enabled=False):
             loss = self.elementwise(pred.float(), target)
             if weight is not None:
-                weight = weight.float()
-                loss = loss * weight.reshape(weight.shape + (1, ) *
-                                             (loss.dim() - weight.dim()))
+                extra_dims = (1, ) * (loss.dim() - weight.dim())
+                loss = loss * weight.float().reshape(weight.shape + extra_dims)
             if avg_factor is None:
                 avg_factor = max(loss.size(0), 1)
             return self.loss_weight * (loss.sum() / avg_factor)
