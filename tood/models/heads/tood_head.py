@@ -107,9 +107,8 @@ class TaskDecomposition(nn.Module):
 
     def init_weights(self) -> None:
         if self.use_layer_attention:
-            for m in self.layer_attention:
-                if isinstance(m, nn.Conv2d):
-                    normal_init(m, std=0.001)
+            for conv in self.layer_attention[0::2]:  # the two convs
+                normal_init(conv, std=0.001)
         normal_init(self.reduction_conv.conv, std=0.01)
 
     def forward(self, inter_feat: Tensor, avg_feat: Tensor) -> Tensor:

@@ -63,8 +63,7 @@ def make_priors(level_sizes: Sequence[Tuple[int, int]], strides: Sequence[int],
     level_sizes = tuple(tuple(s) for s in level_sizes)
     points, prior_strides = grid_points(level_sizes, strides, device)
     valid = []
-    for sample in data_samples:
-        meta = sample.metainfo
+    for meta in (sample.metainfo for sample in data_samples):
         pad_h, pad_w = meta.get('pad_shape', meta['batch_input_shape'])
         # Point (j·s, i·s) is on the area when j·s < pad_w and i·s < pad_h.
         valid.append((points[:, 0] < pad_w) & (points[:, 1] < pad_h))

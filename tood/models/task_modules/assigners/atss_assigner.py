@@ -104,21 +104,15 @@ class ATSSAssigner:
                 # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
                 # a few large ones on a GPU.
                 rows = max(1, (CPU_CHUNK if cx.is_cpu else GPU_CHUNK) // n)
-                idx = torch.cat([_level_topk(gt_centres[s:s + rows], cx, cy,
-                                             level_valid, k)
-                                 for s in range(0, len(gt_centres), rows)])
+                idx = []
+                for g in gt_centres.split(rows):  # (R, 2)
+                    # (R, L) squared distances (enough for the ranking).
+                    dist = (g[:, 0, None] - cx).square_()
+                    dist += (g[:, 1, None] - cy).square_()
+                    dist.masked_fill_(~level_valid, float('inf'))
+                    idx.append(dist.topk(k, dim=-1, largest=False).indices)
+                idx = torch.cat(idx)
                 cand_valid.append(level_valid[idx])
                 cand_idx.append(idx + start)
                 start += n
         return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)
-
-
-def _level_topk(gt_centres: Tensor, cx: Tensor, cy: Tensor,
-                level_valid: Tensor, k: int) -> Tensor:
-    """(R, 2) GT centres, (L,) prior centres -> (R, k) the nearest valid
-    priors (invalid ones only where fewer than k are valid)."""
-    dist = gt_centres[:, 0, None] - cx  # (R, L); squared is enough
-    dist.square_()
-    dist += (gt_centres[:, 1, None] - cy).square_()
-    dist.masked_fill_(~level_valid, float('inf'))
-    return dist.topk(k, dim=-1, largest=False).indices

@@ -70,8 +70,8 @@ class TaskAlignedAssigner:
         pred_scores, pred_bboxes = pred_scores.float(), pred_bboxes.float()
         if gt.bboxes.size(1) == 0 or N == 0:
             return AssignResult.empty(B, N, pred_scores.device)
-        cand_t, cand_idx = self.select_topk_candidates(
-            priors.points, priors.valid, gt, pred_scores, pred_bboxes)
+        cand_t, cand_idx = self.select_topk_candidates(priors, gt, pred_scores,
+                                                       pred_bboxes)
         batch = torch.arange(B, device=cand_idx.device)[:, None, None]
         cand_u = box_iou(gt.bboxes[:, :, None], pred_bboxes[batch, cand_idx])
         positive = self.inside_object(cand_t, cand_idx, priors.points, gt)
@@ -80,8 +80,8 @@ class TaskAlignedAssigner:
         t_hat, u = self.normalise_alignment(cand_t, cand_u, final, cand_idx, N)
         return AssignResult(gt_index, gt_index >= 0, u, t_hat)
 
-    def select_topk_candidates(self, points: Tensor, prior_valid: Tensor,
-                               gt: PaddedGT, pred_scores: Tensor,
+    def select_topk_candidates(self, priors: Priors, gt: PaddedGT,
+                               pred_scores: Tensor,
                                pred_bboxes: Tensor) -> Tuple[Tensor, Tensor]:
         """Eq. (9) and its top-k over all levels: per GT, the k priors of
         largest t. Returns (B, G, k) values of t (-1 on padded GT slots and
@@ -94,8 +94,8 @@ class TaskAlignedAssigner:
             slots = gt.valid[b].nonzero().squeeze(1)
             if slots.numel() > 0:
                 cand_t[b, slots], cand_idx[b, slots] = _dense_topk(
-                    pred_scores[b], pred_bboxes[b], points,
-                    gt.bboxes[b, slots], gt.labels[b, slots], prior_valid[b],
+                    pred_scores[b], pred_bboxes[b], priors.points,
+                    gt.bboxes[b, slots], gt.labels[b, slots], priors.valid[b],
                     k, self.alpha, self.beta, self.inside_first)
         return cand_t, cand_idx
 
