@@ -1,6 +1,6 @@
 # The main job: a small TOOD trained from scratch on the built-in shapes
-# dataset, sized for a 2-core CPU (14 minutes on this project's machine,
-# see the README).
+# dataset, sized to train within 15 minutes on a 2-core CPU (its time and
+# mAP are in docs/benchmarks.md).
 # It inherits the COCO recipe and changes only what the size requires.
 # The data: ordinary COCO datasets over data/shapes/, drawn there by the
 # base's data_preparer when missing (2000 train and 200 val images of
@@ -15,7 +15,8 @@ _base_ = [
 max_epochs = 11
 
 model = dict(
-    # NHWC backbone and neck: a training step is 1.1x faster (README).
+    # NHWC backbone and neck: oneDNN's convolutions are faster on the CPU
+    # in that memory order.
     channels_last=True,
     # ResNet-18 at half width, from scratch: no ImageNet weights, so no
     # frozen stages and BN statistics are learned.
@@ -30,8 +31,8 @@ model = dict(
     neck=dict(
         in_channels=[32, 64, 128, 256], out_channels=64, num_outs=4),
     # The T-Head at 48 channels (6 interactive layers, as in the paper):
-    # a training step is 1.1-1.2x faster than at 64, which buys the 11th
-    # epoch (README).
+    # cheaper than 64 channels per step, which buys an 11th epoch within
+    # the time.
     bbox_head=dict(
         num_classes=8,
         in_channels=64,
@@ -47,17 +48,16 @@ model = dict(
     # from scratch needs only one.
     train_cfg=dict(initial_epoch=1))
 
-# Images load in the main process: on two cores a worker process takes CPU
-# time from the two compute threads, and a step is 1.02-1.06x slower with
-# one (README, Benchmarks).
+# Images load in the main process: on two cores a worker process would
+# take CPU time from the two compute threads.
 loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
 train_dataloader = dict(**loader)
 val_dataloader = dict(**loader)
 test_dataloader = val_dataloader
 
 # From scratch with batch 8, AdamW converges far faster than the paper's SGD.
-# bfloat16 autocast trains 1.5x faster on CPUs with AVX-512 BF16 or AMX
-# (others keep float32); on a GPU it does nothing: use --amp there.
+# bfloat16 autocast where the CPU computes it natively (AVX-512 BF16 or
+# AMX; others keep float32); on a GPU it does nothing: use --amp there.
 optim_wrapper = dict(
     type='CPUBFloat16OptimWrapper',
     optimizer=dict(
@@ -86,6 +86,6 @@ custom_hooks = [
     dict(type='TrainingReportHook', num_images=8)
 ]
 
-# A fixed seed, so the README's numbers can be reproduced; the spread over
-# seeds is measured in docs/ablations.md.
+# A fixed seed, so the documented numbers can be reproduced; the spread
+# over seeds is measured in docs/ablations.md.
 randomness = dict(seed=0)

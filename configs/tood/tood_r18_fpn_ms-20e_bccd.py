@@ -89,18 +89,16 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
-custom_hooks = [
-    dict(type='TrainingReportHook', num_images=8),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1),
     # Evaluation (and the saved weights) use an exponential moving average
     # of the weights; the newest step weighs 10 / (10 + step), so the
     # average follows training closely at first and spans roughly the last
-    # hundred steps at the end.
-    dict(
+    # hundred steps at the end. In default_hooks, merged by key, so a
+    # config derived from this one keeps it when it replaces custom_hooks.
+    ema=dict(
         type='EMAHook',
         ema_type='MomentumAnnealingEMA',
         momentum=0.01,
         gamma=10,
-        update_buffers=True,
-        priority=49)
-]
+        update_buffers=True))
+custom_hooks = [dict(type='TrainingReportHook', num_images=8)]

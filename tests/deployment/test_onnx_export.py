@@ -21,8 +21,10 @@ from onnx_helpers import (REPO, build_model, graph_detections,  # noqa: E402
                           random_images, reference_detections, session,
                           tiny_config)
 
+from tood.apis import inference_detector  # noqa: E402
 from tood.deployment import (DEFORM_CONV_OPSET, FORMAT,  # noqa: E402
-                             ExportError, compare_detections,
+                             Detections, ExportError, OnnxDetector,
+                             compare_detections,
                              custom_translations, deformable_modules,
                              export_onnx, resolve_opset)
 
@@ -149,8 +151,10 @@ def test_parallel_head_exports(tmp_path):
 
 def test_no_nms_and_numpy_postprocessor(tmp_path):
     """Per-prior outputs plus postprocess_numpy give PyTorch's detections,
-    and those of the graph with NMS."""
-    model = build_model(tiny_config())
+    and those of the graph with NMS; run through OnnxDetector, the
+    post-processing takes the settings of the config given at load time."""
+    cfg = tiny_config()
+    model = build_model(cfg)
     path = export_and_check(
         model, tmp_path / 'raw.onnx', (256, 320), with_nms=False)
     sess = session(path)
@@ -172,6 +176,25 @@ def test_no_nms_and_numpy_postprocessor(tmp_path):
     test_cfg = dict(model.bbox_head.test_cfg)
     assert_same(ref,
                 graph_detections(sess, images, SCALE, ORI, test_cfg=test_cfg))
+
+    # The config's Resize fits images into 320x256 (W x H): this one keeps
+    # its size, which the static graph takes.
+    image = random_images(1, 256, 320, seed=7)[0]
+    strict = OnnxDetector(path, cfg, num_threads=1)
+    assert not strict.with_nms
+    ref = inference_detector(model, image)
+    test = inference_detector(strict, image)
+    assert compare_detections(
+        Detections.from_instances(ref.pred_instances),
+        Detections.from_instances(test.pred_instances)).ok
+    loose = OnnxDetector(
+        path,
+        cfg,
+        cfg_options={'model.test_cfg.score_thr': 0.15},
+        num_threads=1)
+    fewer = inference_detector(loose, image).pred_instances
+    assert 0 < len(fewer) < len(ref.pred_instances)
+    assert (fewer.scores > 0.15).all()
 
 
 # --------------------------------------------------------------------- #

@@ -9,13 +9,11 @@ pytest.importorskip('onnxruntime')
 
 from mmengine.config import Config  # noqa: E402
 from onnx_helpers import (SHAPES_CONFIG, build_model,  # noqa: E402
-                          random_images, shapes_val_images, tiny_config,
-                          write_checkpoint)
+                          shapes_val_images, write_checkpoint)
 
 from tood.apis import inference_detector  # noqa: E402
 from tood.deployment import (Detections, ExportError,  # noqa: E402
-                             OnnxDetector, compare_detections, export_config,
-                             export_onnx)
+                             OnnxDetector, compare_detections, export_config)
 
 # Trainings, exports or tools in their own processes: seconds to
 # minutes each (pytest -m "not e2e" leaves them out).
@@ -72,34 +70,6 @@ def test_config_must_match_the_export(shapes_export):
             path,
             SHAPES_CONFIG,
             cfg_options={'model.bbox_head.num_classes': 3})
-
-
-def test_no_nms_export_takes_the_config_post_processing(tmp_path):
-    """Without NMS in the graph, the post-processing runs in NumPy with
-    the settings of the config given at load time."""
-    cfg = tiny_config()
-    model = build_model(cfg)
-    path = str(tmp_path / 'raw.onnx')
-    export_onnx(model, path, shape=(256, 320), with_nms=False)
-    # The config's Resize fits images into 320x256 (W x H): this one keeps
-    # its size, which the static graph takes.
-    image = random_images(1, 256, 320, seed=7)[0]
-    strict = OnnxDetector(path, cfg, num_threads=1)
-    assert not strict.with_nms
-    ref = inference_detector(model, image)
-    test = inference_detector(strict, image)
-    assert compare_detections(
-        Detections.from_instances(ref.pred_instances),
-        Detections.from_instances(test.pred_instances)).ok
-
-    loose = OnnxDetector(
-        path,
-        cfg,
-        cfg_options={'model.test_cfg.score_thr': 0.15},
-        num_threads=1)
-    fewer = inference_detector(loose, image).pred_instances
-    assert 0 < len(fewer) < len(ref.pred_instances)
-    assert (fewer.scores > 0.15).all()
 
 
 def test_not_a_tood_export(tmp_path):
