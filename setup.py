@@ -24,7 +24,9 @@ setup(
         # ONNX export (tools/deployment) and ONNX Runtime inference.
         'onnx': ONNX_EXTRA,
         # The tests check the ONNX round trip, so they install it too.
-        'tests': ['pytest'] + ONNX_EXTRA,
+        # pytest-xdist: the README's command runs the suite in two
+        # processes.
+        'tests': ['pytest', 'pytest-xdist'] + ONNX_EXTRA,
     },
     license='Apache License 2.0',
 )

@@ -26,6 +26,7 @@ def test_all_published_configs_are_present():
     assert expected <= set(CONFIGS)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_builds_its_model(name):
     register_all_modules()

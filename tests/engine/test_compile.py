@@ -260,6 +260,7 @@ def test_train_and_test_tools_compile_the_network(tmp_path):
     assert osp.isfile(out)
 
 
+@pytest.mark.e2e
 def test_inductor_without_a_working_cxx_compiler_falls_back(
         tmp_path, monkeypatch):
     # Inductor, the default backend, with a C++ compiler that always fails
