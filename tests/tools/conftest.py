@@ -1,5 +1,6 @@
 """Fixtures shared by the tool tests."""
 import pytest
+import torch
 from tool_helpers import make_coco
 
 
@@ -11,3 +12,12 @@ def two_class_coco(tmp_path_factory) -> str:
     make_coco(root, categories, 4, 'train', seed=0)
     make_coco(root, categories, 2, 'val', seed=1)
     return root
+
+
+@pytest.fixture
+def keep_threads():
+    """Give the test process its thread count back: the benchmark tool sets
+    its own (one thread for the assign task)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

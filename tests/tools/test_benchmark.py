@@ -1,7 +1,6 @@
 """tools/analysis/benchmark.py, its measurements (benchmarking.py beside
 it), and the speed paths of the assigners it measures (chunked dense
 stage, two-stage top-k)."""
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -10,7 +9,7 @@ import sys
 import pytest
 import torch
 from mmengine.config import Config
-from tool_helpers import R50_1X, REPO, tiny_model_options
+from tool_helpers import R50_1X, REPO, load_analysis_tool, tiny_model_options
 from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
 from tood.engine import amp
@@ -53,20 +52,7 @@ SHAPES_MAIN_JOB = osp.join(REPO, 'configs', 'tood',
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', osp.join(REPO, 'tools', 'analysis',
-                                   'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def keep_threads():
-    # The assign task sets one thread; give the test process its own back.
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+    return load_analysis_tool('benchmark')
 
 
 def run(tool, tmp_path, *args):

@@ -4,7 +4,6 @@ No GPU here: the GPU plan's commands are checked as text, and the whole
 script runs in its CPU dry-run mode (tiny model, 64x64).
 """
 import argparse
-import importlib.util
 import json
 import os.path as osp
 import sys
@@ -12,24 +11,13 @@ import sys
 import pytest
 import torch
 import torch._dynamo
-from tool_helpers import R50_1X, REPO, run_tool, tiny_model_options
+from tool_helpers import (R50_1X, REPO, load_analysis_tool, run_tool,
+                          tiny_model_options)
 
 from tood.engine import CUDA_AMP_SETTINGS
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f'tood_{name}', osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def keep_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+load = load_analysis_tool
 
 
 @pytest.mark.e2e

@@ -1,4 +1,5 @@
 """A tiny COCO-format dataset and helpers to run the tools as subprocesses."""
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -115,6 +116,16 @@ def run_tool(args: Sequence[str], cwd: str, timeout: int = 300,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout)
+
+
+def load_analysis_tool(name: str):
+    """``tools/analysis/<name>.py`` as a module, to call its functions."""
+    spec = importlib.util.spec_from_file_location(
+        f'tood_analysis_{name}',
+        osp.join(REPO, 'tools', 'analysis', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def python_tool(name: str, *args: str, **kwargs):

@@ -60,15 +60,18 @@ def box_iou(a: Tensor,
             b: Tensor,
             eps: float = 1e-6,
             out: Optional[Tensor] = None,
-            scratch: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+            scratch: Optional[Tuple[Tensor, Tensor]] = None,
+            areas: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
     """IoU of boxes (..., 4) and (..., 4) that broadcast -> (...).
 
     Computed in place, so it has no gradient: assignment and targets need
     none, and the loss uses :func:`box_giou`. ``out`` and ``scratch`` (two
     more tensors of the output's shape) let a caller that loops over chunks
     reuse its buffers: on the CPU a fresh buffer of a megabyte costs more
-    page faults than its arithmetic. The coordinates of ``b`` are read most
-    cheaply when each is contiguous, e.g. ``b.t().contiguous().t()``.
+    page faults than its arithmetic; ``areas`` (the ``box_area`` of ``a``
+    and ``b``) spares it recomputing the areas of the boxes every chunk
+    shares. The coordinates of ``b`` are read most cheaply when each is
+    contiguous, e.g. ``b.t().contiguous().t()``.
     """
     shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
     out = a.new_empty(shape) if out is None else out
@@ -79,7 +82,9 @@ def box_iou(a: Tensor,
     torch.minimum(a[..., 3], b[..., 3], out=w)
     w.sub_(torch.maximum(a[..., 1], b[..., 1], out=h)).clamp_(min=0)
     inter = out.mul_(w)
-    union = torch.add(box_area(a), box_area(b), out=w).sub_(inter)
+    area_a, area_b = areas if areas is not None else (box_area(a),
+                                                      box_area(b))
+    union = torch.add(area_a, area_b, out=w).sub_(inter)
     return inter.div_(union.clamp_(min=eps))
 
 

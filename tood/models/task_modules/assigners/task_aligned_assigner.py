@@ -155,6 +155,7 @@ def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
     t = boxes.new_full((rows, width), float('-inf'))
     w1, w2 = boxes.new_empty(rows, N), boxes.new_empty(rows, N)
     boxes = boxes.t().contiguous().t()  # contiguous coordinates for box_iou
+    box_areas, gt_areas = box_area(boxes), box_area(gt_bboxes)[:, None]
     # s^alpha: one row of scores per class present, read once.
     classes, class_of_gt = gt_labels.unique(return_inverse=True)
     class_scores = scores.t().index_select(0, classes)  # (U, N)
@@ -166,7 +167,7 @@ def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
     for start in range(0, G, rows):
         r, gts = min(rows, G - start), slice(start, start + rows)
         u = box_iou(gt_bboxes[gts, None], boxes, out=t[:r, :N],
-                    scratch=(w1[:r], w2[:r]))
+                    scratch=(w1[:r], w2[:r]), areas=(gt_areas[gts], box_areas))
         _pow(u, beta, w1[:r]).mul_(torch.index_select(
             class_scores, 0, class_of_gt[gts], out=w1[:r]))
         if invalid is not None:
