@@ -4,8 +4,10 @@ import os.path as osp
 import sys
 from typing import Callable, Optional
 
+import logging
+
 import pytest
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, MMLogger
 
 PROGRESS_KEYS = ('epoch', 'iter', 'max_epochs')
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
@@ -31,3 +33,21 @@ def set_epoch() -> Callable[..., None]:
             hub.pop_info(key, None)
         else:
             hub.update_info(key, value)
+
+
+@pytest.fixture
+def log_records() -> list:
+    """Every record that reaches mmengine's current logger during the test
+    (DEBUG and up). Read from a handler of our own: the logger's stream
+    handler keeps whichever stdout the first test that created it had, so
+    capsys cannot see it."""
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

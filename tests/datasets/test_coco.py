@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from mmengine.dataset import DefaultSampler
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import tood.datasets  # noqa: F401  (registers everything)
@@ -62,21 +61,6 @@ def coco_root(tmp_path):
             dict(images=images, annotations=annotations,
                  categories=CATEGORIES), f)
     return tmp_path
-
-
-@pytest.fixture
-def log_records():
-    """Records that reach mmengine's current logger."""
-    logger = MMLogger.get_current_instance()
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = records.append
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def make_dataset(root, **kwargs):

@@ -2,14 +2,12 @@
 config derived from the main job and pointed at other data (COCO or VOC)
 never meets the generator and needs no _delete_=True."""
 import json
-import logging
 import os.path as osp
 
 import cv2
 import numpy as np
 import pytest
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import tood.datasets  # noqa: F401  (registers everything)
@@ -72,7 +70,7 @@ def test_missing_shapes_are_drawn_before_the_tools_look(tmp_path):
 
 
 def test_an_existing_set_is_not_drawn_again_and_differences_warn(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, log_records):
     root = str(tmp_path / 'shapes') + '/'
     preparer = ShapesPreparer(root, **SMALL)
     assert preparer() is True
@@ -82,16 +80,9 @@ def test_an_existing_set_is_not_drawn_again_and_differences_warn(
 
     monkeypatch.setattr(shapes, 'generate_shapes', fail)
     assert preparer() is False
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        ShapesPreparer(root, **dict(SMALL, num_train=5))()
-    finally:
-        logger.removeHandler(handler)
-    assert any("{'num_train': 3}" in r.getMessage() for r in records)
+    log_records.clear()
+    ShapesPreparer(root, **dict(SMALL, num_train=5))()
+    assert any("{'num_train': 3}" in r.getMessage() for r in log_records)
 
 
 def test_the_preparer_runs_only_for_the_data_it_makes(tmp_path, no_drawing):

@@ -6,7 +6,6 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 import tood.datasets  # noqa: F401  (registers everything)
@@ -22,18 +21,6 @@ needs_bccd = pytest.mark.skipif(
     reason='the real-data folder ../shared/data/bccd is absent (only the '
     "project's shared checkout has it)")
 CLASSES = ('cat', 'dog', 'bird')
-
-
-@pytest.fixture
-def log_records():
-    """Records that reach mmengine's current logger."""
-    logger = MMLogger.get_current_instance()
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = records.append
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def warnings_in(records):

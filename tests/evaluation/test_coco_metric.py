@@ -7,7 +7,6 @@ import re
 import pytest
 import torch
 from mmengine.evaluator import Evaluator
-from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 import tood.evaluation  # noqa: F401  (registers everything)
@@ -45,20 +44,6 @@ def ann_file(tmp_path):
                  categories=[dict(id=i, name=n)
                              for n, i in CAT_IDS.items()]), f)
     return str(path)
-
-
-@pytest.fixture
-def log_records():
-    logger = MMLogger.get_current_instance()
-    records = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = records.append
-    old_level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(old_level)
 
 
 def prediction(img_id, classes=CLASSES, shift=0.0, with_crowd=False):
