@@ -49,3 +49,12 @@ def check_value(ok: bool, key: str, allowed: str, value) -> None:
     inside a training step."""
     if not ok:
         raise ConfigError(f'{key} must be {allowed}, got {value!r}')
+
+
+def build_at(registry, cfg: dict, key: str):
+    """Build ``cfg`` from ``registry``; a ValueError or TypeError of the
+    build (a bad argument) becomes a ConfigError naming config ``key``."""
+    try:
+        return registry.build(cfg)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f'{key}: {error}') from error

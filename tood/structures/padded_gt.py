@@ -1,5 +1,5 @@
 """The ground truth of a batch as padded tensors."""
-from typing import List, NamedTuple
+from typing import Iterator, List, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -32,3 +32,11 @@ class PaddedGT(NamedTuple):
             labels[i, :n] = g.labels.to(device)
             valid[i, :n] = True
         return cls(bboxes, labels, valid)
+
+    def slots_per_image(self) -> Iterator[Tuple[int, Tensor]]:
+        """(b, the indices of image b's GT slots) for every image b that
+        has GTs: what per-image work over the real GTs loops over."""
+        for b, valid in enumerate(self.valid):
+            slots = valid.nonzero().squeeze(1)
+            if slots.numel() > 0:
+                yield b, slots

@@ -10,23 +10,23 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from mmcv.cnn import Scale
-from mmengine.model import BaseModule, bias_init_with_prob, normal_init
+from mmengine.model import bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from tood.errors import build_at
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT, centerness
 
 from ..layers import conv_tower, init_tower
 from ..losses import global_normaliser
-from ..task_modules import (build_at, check_dense_head_args,
-                            check_num_levels, decode_level,
-                            detections_from_levels, levels_to_priors,
-                            make_priors)
+from ..task_modules import (decode_level, detections_from_levels,
+                            levels_to_priors, make_priors)
+from .dense_head import DenseHead
 
 
 @MODELS.register_module()
-class ATSSHead(BaseModule):
+class ATSSHead(DenseHead):
     """Parallel classification and regression towers with a centerness
     branch on the regression tower; one square anchor per location.
 
@@ -76,14 +76,11 @@ class ATSSHead(BaseModule):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        check_dense_head_args(num_classes, in_channels, feat_channels,
-                              stacked_convs, 'anchor_based', strides, norm_cfg)
-        self.num_classes = num_classes
-        self.strides = tuple(strides)
+        super().__init__(num_classes, in_channels, feat_channels,
+                         stacked_convs, 'anchor_based', strides, norm_cfg, test_cfg,
+                         init_cfg)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
-        self.test_cfg = test_cfg or {}
         if train_cfg:
             self.assigner = build_at(TASK_UTILS, train_cfg['assigner'],
                                      'model.train_cfg.assigner')
@@ -110,29 +107,23 @@ class ATSSHead(BaseModule):
     # ------------------------------------------------------------------ #
     # Forward
     # ------------------------------------------------------------------ #
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
-        """Run the head on every pyramid level.
+    def forward_single(self, x: Tensor,
+                       scale: nn.Module) -> Tuple[Tensor, Tensor, Tensor]:
+        """Run the head on one pyramid level.
 
         Args:
-            feats: per level (B, C_in, H, W).
+            x: (B, C_in, H, W).
+            scale: the level's learned scale of the box regression.
         Returns:
-            cls_scores: per level (B, K, H, W) logits.
-            bbox_preds: per level (B, 4, H, W) deltas (dx, dy, dw, dh)
-                against the level's anchors, divided by the coder's stds.
-            centernesses: per level (B, 1, H, W) logits.
+            cls_score: (B, K, H, W) logits.
+            bbox_pred: (B, 4, H, W) deltas (dx, dy, dw, dh) against the
+                level's anchors, divided by the coder's stds.
+            centerness: (B, 1, H, W) logits.
         """
-        check_num_levels(feats, self.strides)
-        cls_scores, bbox_preds, centernesses = [], [], []
-        for x, scale in zip(feats, self.scales):
-            cls_feat, reg_feat = x, x
-            for conv in self.cls_convs:
-                cls_feat = conv(cls_feat)
-            for conv in self.reg_convs:
-                reg_feat = conv(reg_feat)
-            cls_scores.append(self.atss_cls(cls_feat))
-            bbox_preds.append(scale(self.atss_reg(reg_feat)).float())
-            centernesses.append(self.atss_centerness(reg_feat))
-        return cls_scores, bbox_preds, centernesses
+        reg_feat = self.reg_convs(x)
+        return (self.atss_cls(self.cls_convs(x)),
+                scale(self.atss_reg(reg_feat)).float(),
+                self.atss_centerness(reg_feat))
 
     def decode(self, bbox_preds: List[Tensor]) -> List[Tensor]:
         """Deltas -> per level (B, 4, H, W) boxes xyxy in stride units."""
@@ -142,10 +133,6 @@ class ATSSHead(BaseModule):
     # ------------------------------------------------------------------ #
     # Training
     # ------------------------------------------------------------------ #
-    def loss(self, feats: Sequence[Tensor],
-             data_samples: List[DetDataSample]) -> dict:
-        return self.loss_by_feat(*self(feats), data_samples)
-
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      centernesses: List[Tensor],
                      data_samples: List[DetDataSample]) -> dict:
@@ -176,15 +163,12 @@ class ATSSHead(BaseModule):
         ctr_target = centerness(pos_points, pos_target)
         # Computed on every process, positives or not (it all-reduces).
         bbox_norm = global_normaliser(ctr_target.sum())
-        if pos_target.numel() > 0:
-            loss_bbox = self.loss_bbox(
-                boxes[fg], pos_target, ctr_target, avg_factor=bbox_norm)
-            loss_centerness = self.loss_centerness(
-                ctr_logits[fg], ctr_target, avg_factor=num_pos)
-        else:
-            # Zeros that keep every parameter in the graph (DDP).
-            loss_bbox = sum(b.sum() for b in bbox_preds) * 0
-            loss_centerness = sum(c.sum() for c in centernesses) * 0
+        # Without positives both are sums over nothing: 0, still in the graph
+        # of every parameter (DDP needs their gradients).
+        loss_bbox = self.loss_bbox(
+            boxes[fg], pos_target, ctr_target, avg_factor=bbox_norm)
+        loss_centerness = self.loss_centerness(
+            ctr_logits[fg], ctr_target, avg_factor=num_pos)
         return dict(
             loss_cls=loss_cls,
             loss_bbox=loss_bbox,
@@ -193,13 +177,6 @@ class ATSSHead(BaseModule):
     # ------------------------------------------------------------------ #
     # Inference
     # ------------------------------------------------------------------ #
-    def predict(self, feats: Sequence[Tensor],
-                data_samples: List[DetDataSample],
-                rescale: bool = True) -> List[InstanceData]:
-        return self.predict_by_feat(*self(feats),
-                                    [s.metainfo for s in data_samples],
-                                    rescale)
-
     def predict_by_feat(self, cls_scores: List[Tensor],
                         bbox_preds: List[Tensor], centernesses: List[Tensor],
                         batch_img_metas: List[dict],

@@ -11,19 +11,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import Scale
-from mmengine.model import BaseModule, bias_init_with_prob, normal_init
+from mmengine.model import bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from tood.errors import build_at
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT, box_iou, side_distances
 
 from ..layers import conv_tower, init_tower
 from ..losses import global_normaliser
-from ..task_modules import (build_at, check_dense_head_args,
-                            check_num_levels, decode_level,
-                            detections_from_levels, levels_to_priors,
-                            make_priors)
+from ..task_modules import (decode_level, detections_from_levels,
+                            levels_to_priors, make_priors)
+from .dense_head import DenseHead
 
 
 class Integral(nn.Module):
@@ -49,7 +49,7 @@ class Integral(nn.Module):
 
 
 @MODELS.register_module()
-class GFLHead(BaseModule):
+class GFLHead(DenseHead):
     """Parallel classification and regression towers; each box side is a
     distribution over R + 1 distances; ATSS assignment on one square anchor
     per location.
@@ -99,14 +99,11 @@ class GFLHead(BaseModule):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        check_dense_head_args(num_classes, in_channels, feat_channels,
-                              stacked_convs, 'anchor_free', strides, norm_cfg)
-        self.num_classes = num_classes
-        self.strides = tuple(strides)
+        super().__init__(num_classes, in_channels, feat_channels,
+                         stacked_convs, 'anchor_free', strides, norm_cfg, test_cfg,
+                         init_cfg)
         self.anchor_scale = anchor_scale
         self.reg_max = reg_max
-        self.test_cfg = test_cfg or {}
         if train_cfg:
             self.assigner = build_at(TASK_UTILS, train_cfg['assigner'],
                                      'model.train_cfg.assigner')
@@ -133,28 +130,21 @@ class GFLHead(BaseModule):
     # ------------------------------------------------------------------ #
     # Forward
     # ------------------------------------------------------------------ #
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
-        """Run the head on every pyramid level.
+    def forward_single(self, x: Tensor,
+                       scale: nn.Module) -> Tuple[Tensor, Tensor]:
+        """Run the head on one pyramid level.
 
         Args:
-            feats: per level (B, C_in, H, W).
+            x: (B, C_in, H, W).
+            scale: the level's learned scale of the box regression.
         Returns:
-            cls_scores: per level (B, K, H, W) logits.
-            bbox_preds: per level (B, 4·(R+1), H, W) logits of the
-                distance distributions of the sides (left, top, right,
-                bottom), R + 1 channels per side.
+            cls_score: (B, K, H, W) logits.
+            bbox_pred: (B, 4·(R+1), H, W) logits of the distance
+                distributions of the sides (left, top, right, bottom),
+                R + 1 channels per side.
         """
-        check_num_levels(feats, self.strides)
-        cls_scores, bbox_preds = [], []
-        for x, scale in zip(feats, self.scales):
-            cls_feat, reg_feat = x, x
-            for conv in self.cls_convs:
-                cls_feat = conv(cls_feat)
-            for conv in self.reg_convs:
-                reg_feat = conv(reg_feat)
-            cls_scores.append(self.gfl_cls(cls_feat))
-            bbox_preds.append(scale(self.gfl_reg(reg_feat)).float())
-        return cls_scores, bbox_preds
+        return (self.gfl_cls(self.cls_convs(x)),
+                scale(self.gfl_reg(self.reg_convs(x))).float())
 
     def decode(self, bbox_preds: List[Tensor]) -> List[Tensor]:
         """Distributions -> per level (B, 4, H, W) boxes xyxy in stride
@@ -168,10 +158,6 @@ class GFLHead(BaseModule):
     # ------------------------------------------------------------------ #
     # Training
     # ------------------------------------------------------------------ #
-    def loss(self, feats: Sequence[Tensor],
-             data_samples: List[DetDataSample]) -> dict:
-        return self.loss_by_feat(*self(feats), data_samples)
-
     def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                      data_samples: List[DetDataSample]) -> dict:
         """``loss_cls``, ``loss_bbox`` and ``loss_dfl`` of a batch.
@@ -203,37 +189,27 @@ class GFLHead(BaseModule):
         # Box weight: the positive's highest class probability.
         weight = logits.detach().float().sigmoid().max(-1).values[fg]
         box_norm = global_normaliser(weight.sum())
-        if pos_pred.numel() > 0:
-            loss_bbox = self.loss_bbox(
-                pos_pred, pos_target, weight, avg_factor=box_norm)
-            # DFL targets: the GT's side distances from the prior point, in
-            # strides, kept 0.1 below R as in MMDetection's coder.
-            points = priors.points.expand_as(boxes[..., :2])[fg]
-            sides = side_distances(points, pos_target)
-            sides = (sides / strides.expand_as(boxes)[fg]).clamp(
-                0, self.reg_max - 0.1)
-            pos_dist = levels_to_priors(bbox_preds)[fg]  # (P, 4·(R+1))
-            loss_dfl = self.loss_dfl(
-                pos_dist.reshape(-1, self.reg_max + 1),
-                sides.reshape(-1),
-                weight[:, None].expand(-1, 4).reshape(-1),
-                avg_factor=4 * box_norm)
-        else:
-            # Zeros that keep every parameter in the graph (DDP).
-            loss_bbox = sum(b.sum() for b in bbox_preds) * 0
-            loss_dfl = loss_bbox.clone()
+        # Without positives both are sums over nothing: 0, still in the graph
+        # of every parameter (DDP needs their gradients).
+        loss_bbox = self.loss_bbox(
+            pos_pred, pos_target, weight, avg_factor=box_norm)
+        # DFL targets: the GT's side distances from the prior point, in
+        # strides, kept 0.1 below R as in MMDetection's coder.
+        points = priors.points.expand_as(boxes[..., :2])[fg]
+        sides = side_distances(points, pos_target)
+        sides = (sides / strides.expand_as(boxes)[fg]).clamp(
+            0, self.reg_max - 0.1)
+        pos_dist = levels_to_priors(bbox_preds)[fg]  # (P, 4·(R+1))
+        loss_dfl = self.loss_dfl(
+            pos_dist.reshape(-1, self.reg_max + 1),
+            sides.reshape(-1),
+            weight[:, None].expand(-1, 4).reshape(-1),
+            avg_factor=4 * box_norm)
         return dict(loss_cls=loss_cls, loss_bbox=loss_bbox, loss_dfl=loss_dfl)
 
     # ------------------------------------------------------------------ #
     # Inference
     # ------------------------------------------------------------------ #
-    def predict(self, feats: Sequence[Tensor],
-                data_samples: List[DetDataSample],
-                rescale: bool = True) -> List[InstanceData]:
-        return self.predict_by_feat(*self(feats),
-                                    [s.metainfo for s in data_samples],
-                                    rescale)
-
     def predict_by_feat(self, cls_scores: List[Tensor],
                         bbox_preds: List[Tensor], batch_img_metas: List[dict],
                         rescale: bool = True) -> List[InstanceData]:

@@ -5,26 +5,23 @@ exactly like the T-Head.
 Shapes: B images, C_in input channels, C feature channels, K classes, H×W
 one pyramid level.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmcv.cnn import Scale
-from mmengine.model import BaseModule, bias_init_with_prob, normal_init
-from mmengine.structures import InstanceData
+from mmengine.model import bias_init_with_prob, normal_init
 from torch import Tensor
 
 from tood.registry import MODELS
-from tood.structures import DetDataSample
 
 from ..layers import conv_tower, init_tower
-from ..task_modules import (TaskAlignedCriterion, check_dense_head_args,
-                            check_num_levels, decode_level,
-                            detections_from_levels)
+from ..task_modules import TaskAlignedCriterion, decode_level
+from .dense_head import DenseHead
 
 
 @MODELS.register_module()
-class ParallelHead(BaseModule):
+class ParallelHead(DenseHead):
     """Classification and regression towers side by side, with the
     T-Head's outputs: class probabilities and boxes in stride units.
 
@@ -60,15 +57,11 @@ class ParallelHead(BaseModule):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        check_dense_head_args(num_classes, in_channels, feat_channels,
-                              stacked_convs, anchor_type, strides, norm_cfg)
-        self.num_classes = num_classes
-        self.anchor_type = anchor_type
-        self.strides = tuple(strides)
+        super().__init__(num_classes, in_channels, feat_channels,
+                         stacked_convs, anchor_type, strides, norm_cfg,
+                         test_cfg, init_cfg)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
-        self.test_cfg = test_cfg or {}
         if train_cfg:
             self.criterion = TaskAlignedCriterion(
                 num_classes, strides, anchor_scale, train_cfg,
@@ -88,44 +81,13 @@ class ParallelHead(BaseModule):
         normal_init(self.atss_cls, std=0.01, bias=bias_init_with_prob(0.01))
         normal_init(self.atss_reg, std=0.01)
 
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
-        """Per level (B, C_in, H, W) -> per level (B, K, H, W) class
-        probabilities and (B, 4, H, W) boxes x1y1x2y2 in stride units,
-        decoded as the T-Head decodes its initial boxes."""
-        check_num_levels(feats, self.strides)
-        cls_scores, bbox_preds = [], []
-        for x, scale in zip(feats, self.scales):
-            cls_feat, reg_feat = x, x
-            for conv in self.cls_convs:
-                cls_feat = conv(cls_feat)
-            for conv in self.reg_convs:
-                reg_feat = conv(reg_feat)
-            cls_scores.append(torch.sigmoid(self.atss_cls(cls_feat).float()))
-            raw = self.atss_reg(reg_feat).float()
-            bbox_preds.append(decode_level(
-                scale(raw.exp() if self.anchor_type == 'anchor_free' else raw),
-                self.anchor_type, self.anchor_scale, self.bbox_coder_stds))
-        return cls_scores, bbox_preds
-
-    # Training and inference delegate as TOODHead's do: each head holds its
-    # criterion and the shared post-processing by composition.
-    def loss(self, feats: Sequence[Tensor],
-             data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
-        return self.loss_by_feat(*self(feats), data_samples)
-
-    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                     data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
-        return self.criterion(cls_scores, bbox_preds, data_samples)
-
-    def predict(self, feats: Sequence[Tensor],
-                data_samples: List[DetDataSample],
-                rescale: bool = True) -> List[InstanceData]:
-        return self.predict_by_feat(*self(feats),
-                                    [s.metainfo for s in data_samples],
-                                    rescale)
-
-    def predict_by_feat(self, cls_scores: List[Tensor],
-                        bbox_preds: List[Tensor], batch_img_metas: List[dict],
-                        rescale: bool = True) -> List[InstanceData]:
-        return detections_from_levels(cls_scores, bbox_preds, self.strides,
-                                      batch_img_metas, self.test_cfg, rescale)
+    def forward_single(self, x: Tensor,
+                       scale: nn.Module) -> Tuple[Tensor, Tensor]:
+        """(B, C_in, H, W) of one level -> (B, K, H, W) class probabilities
+        and (B, 4, H, W) boxes x1y1x2y2 in stride units, decoded as the
+        T-Head decodes its initial boxes."""
+        cls_score = torch.sigmoid(self.atss_cls(self.cls_convs(x)).float())
+        raw = self.atss_reg(self.reg_convs(x)).float()
+        return cls_score, decode_level(
+            scale(raw.exp() if self.anchor_type == 'anchor_free' else raw),
+            self.anchor_type, self.anchor_scale, self.bbox_coder_stds)

@@ -6,24 +6,21 @@ Detection", ICCV 2021 (arXiv 2108.07755). Shapes: B images, C_in input
 channels, C feature channels, N interactive layers (``stacked_convs``),
 K classes, H×W one pyramid level.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule, Scale
-from mmengine.model import BaseModule, bias_init_with_prob, normal_init
-from mmengine.structures import InstanceData
+from mmengine.model import bias_init_with_prob, normal_init
 from torch import Tensor
 
 from tood.errors import check_value
 from tood.registry import MODELS
-from tood.structures import DetDataSample
 
 from ..layers import ModulatedDeformConv2d
-from ..task_modules import (TaskAlignedCriterion, check_dense_head_args,
-                            check_num_levels, decode_level,
-                            detections_from_levels)
+from ..task_modules import TaskAlignedCriterion, decode_level
+from .dense_head import DenseHead
 
 # Initial classification bias: a prior probability of 0.01 (focal-loss init).
 PRIOR_BIAS = bias_init_with_prob(0.01)
@@ -131,7 +128,7 @@ class TaskDecomposition(nn.Module):
 
 
 @MODELS.register_module()
-class TOODHead(BaseModule):
+class TOODHead(DenseHead):
     """Task-aligned head, shared across pyramid levels.
 
     Args:
@@ -169,20 +166,18 @@ class TOODHead(BaseModule):
             loss_cls: Optional[dict] = None, loss_bbox: Optional[dict] = None,
             train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
             init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
-        check_dense_head_args(num_classes, in_channels, feat_channels,
-                              stacked_convs, anchor_type, strides, norm_cfg)
+        super().__init__(num_classes, in_channels, feat_channels,
+                         stacked_convs, anchor_type, strides, norm_cfg,
+                         test_cfg, init_cfg)
         check_value(0 <= num_dcn <= stacked_convs, 'model.bbox_head.num_dcn',
                     f'between 0 and stacked_convs ({stacked_convs})', num_dcn)
         # Layer attention's hidden width is C / 8, the M and O branches'
         # C / 4.
         check_value(feat_channels >= 8, 'model.bbox_head.feat_channels',
                     'at least 8', feat_channels)
-        self.num_classes, self.anchor_type = num_classes, anchor_type
-        self.strides, self.anchor_scale = tuple(strides), anchor_scale
-        self.bbox_coder_stds = tuple(bbox_coder_stds)
+        self.anchor_scale, self.bbox_coder_stds = anchor_scale, tuple(
+            bbox_coder_stds)
         self.use_cls_prob, self.use_reg_offset = use_cls_prob, use_reg_offset
-        self.test_cfg = test_cfg or {}
         if train_cfg:
             self.criterion = TaskAlignedCriterion(
                 num_classes, strides, anchor_scale, train_cfg,
@@ -221,23 +216,19 @@ class TOODHead(BaseModule):
             normal_init(self.reg_offset_module[0], std=0.001)
             normal_init(self.reg_offset_module[2], std=0.001)
 
-    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
-        """Run the head on every pyramid level.
-
-        Args:
-            feats: per level (B, C_in, H, W), one level per stride.
-        Returns:
-            cls_scores: per level (B, K, H, W), aligned probabilities P
-                (eq. 5), not logits.
-            bbox_preds: per level (B, 4, H, W), boxes (x1, y1, x2, y2) in
-                units of the level's stride.
-        """
-        check_num_levels(feats, self.strides)
-        outputs = map(self.forward_single, feats, self.scales)
-        return tuple(map(list, zip(*outputs)))  # per level -> per output
-
     def forward_single(self, x: Tensor,
                        scale: nn.Module) -> Tuple[Tensor, Tensor]:
+        """Run the head on one pyramid level.
+
+        Args:
+            x: (B, C_in, H, W).
+            scale: the level's learned scale of the box regression.
+        Returns:
+            cls_score: (B, K, H, W), aligned probabilities P (eq. 5), not
+                logits.
+            bbox_pred: (B, 4, H, W), boxes (x1, y1, x2, y2) in units of
+                the level's stride.
+        """
         inter_feats = []
         for conv in self.inter_convs:
             x = conv(x)
@@ -268,24 +259,3 @@ class TOODHead(BaseModule):
         inverted = ((bbox_pred[:, 0] > bbox_pred[:, 2]) |
                     (bbox_pred[:, 1] > bbox_pred[:, 3]))[:, None]
         return cls_score, torch.where(inverted, boxes, bbox_pred)
-
-    def loss(self, feats: Sequence[Tensor],
-             data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
-        return self.loss_by_feat(*self(feats), data_samples)
-
-    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                     data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
-        return self.criterion(cls_scores, bbox_preds, data_samples)
-
-    def predict(self, feats: Sequence[Tensor],
-                data_samples: List[DetDataSample],
-                rescale: bool = True) -> List[InstanceData]:
-        return self.predict_by_feat(
-            *self(feats), [s.metainfo for s in data_samples], rescale)
-
-    def predict_by_feat(self, cls_scores: List[Tensor],
-                        bbox_preds: List[Tensor], batch_img_metas: List[dict],
-                        rescale: bool = True) -> List[InstanceData]:
-        return detections_from_levels(cls_scores, bbox_preds, self.strides,
-                                      batch_img_metas, self.test_cfg, rescale)
-

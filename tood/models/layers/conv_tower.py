@@ -8,10 +8,10 @@ from mmengine.model import normal_init
 
 
 def conv_tower(in_channels: int, feat_channels: int, num_convs: int,
-               norm_cfg: Optional[dict]) -> nn.ModuleList:
+               norm_cfg: Optional[dict]) -> nn.Sequential:
     """``num_convs`` × (3×3 conv, norm, ReLU), each convolution initialised
     N(0, 0.01) by :func:`init_tower`."""
-    return nn.ModuleList([
+    return nn.Sequential(*[
         ConvModule(
             in_channels if i == 0 else feat_channels,
             feat_channels,
@@ -21,6 +21,6 @@ def conv_tower(in_channels: int, feat_channels: int, num_convs: int,
     ])
 
 
-def init_tower(tower: nn.ModuleList) -> None:
+def init_tower(tower: nn.Sequential) -> None:
     for m in tower:
         normal_init(m.conv, std=0.01)

@@ -18,7 +18,6 @@ class GIoULoss(WeightedLoss):
         loss_weight: multiplies the reduced loss.
         eps: floor of the union and enclosing areas.
     """
-    zero_if_empty = True
 
     def __init__(self, loss_weight: float = 1.0, eps: float = 1e-6) -> None:
         super().__init__(loss_weight)

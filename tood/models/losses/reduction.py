@@ -18,10 +18,6 @@ class WeightedLoss(nn.Module):
     Args:
         loss_weight: multiplies the reduced loss.
     """
-    # With no samples, return a zero that still reaches every parameter of
-    # ``pred`` instead of evaluating the loss.
-    zero_if_empty = False
-
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
         self.loss_weight = loss_weight
@@ -40,8 +36,6 @@ class WeightedLoss(nn.Module):
         Returns:
             Scalar float32 loss.
         """
-        if self.zero_if_empty and pred.size(0) == 0:
-            return pred.sum().float() * 0
         with torch.autocast(device_type=pred.device.type, enabled=False):
             loss = self.elementwise(pred.float(), target)
             if weight is not None:

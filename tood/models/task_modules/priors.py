@@ -25,10 +25,6 @@ class Priors(NamedTuple):
     level_sizes: Tuple[Tuple[int, int], ...]  # (H, W) of each level
     valid: Tensor  # (B, N) bool: on the image's own padded area
 
-    @property
-    def num_level_priors(self) -> List[int]:
-        return [h * w for h, w in self.level_sizes]
-
 
 def grid_points(level_sizes: Sequence[Tuple[int, int]],
                 strides: Sequence[float],

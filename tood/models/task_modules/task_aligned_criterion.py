@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
-from tood.errors import ConfigError, check_value
+from tood.errors import build_at, check_value
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT, centerness
 
@@ -147,21 +147,12 @@ class TaskAlignedCriterion(nn.Module):
             cls_norm = target.sum()
             bbox_weight = target[fg]
         # GIoU is scale invariant, so comparing in input pixels equals the
-        # stride units of the published code. Without positives, a zero
-        # keeps every regression parameter in the graph (DDP would hang
-        # waiting for their gradients otherwise).
-        loss_bbox = (self.loss_bbox(boxes[fg], pos_target, bbox_weight,
-                                    avg_factor=1.0)
-                     if pos_target.numel() > 0 else boxes.sum() * 0)
+        # stride units of the published code. Without positives the loss is
+        # a sum over no boxes: 0, and still a function of every regression
+        # parameter (through the indexing), as DDP needs.
+        loss_bbox = self.loss_bbox(boxes[fg], pos_target, bbox_weight,
+                                   avg_factor=1.0)
         return dict(
             loss_cls=loss_cls / global_normaliser(cls_norm),
             loss_bbox=loss_bbox / global_normaliser(bbox_weight.sum()))
 
-
-def build_at(registry, cfg: dict, key: str):
-    """Build ``cfg`` from ``registry``; a bad value becomes a ConfigError
-    naming its config key."""
-    try:
-        return registry.build(cfg)
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f'{key}: {error}') from error

@@ -35,13 +35,6 @@ class AssignResult:
     overlaps: Tensor
     metrics: Tensor
 
-    @classmethod
-    def empty(cls, B: int, N: int, device: torch.device) -> 'AssignResult':
-        """No prior assigned."""
-        none = torch.full((B, N), -1, dtype=torch.long, device=device)
-        zeros = torch.zeros((B, N), device=device)
-        return cls(none, none >= 0, zeros, zeros.clone())
-
     def targets(self, gt: PaddedGT, num_classes: int) -> Tuple[Tensor, Tensor]:
         """(B, N) labels, ``num_classes`` for background, and (B, N, 4) the
         assigned GT boxes (meaningless on background)."""

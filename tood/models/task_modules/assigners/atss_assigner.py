@@ -43,7 +43,7 @@ class ATSSAssigner:
                pred_scores: Optional[Tensor] = None,
                pred_bboxes: Optional[Tensor] = None) -> AssignResult:
         """Assign the priors of a batch on their anchors (``priors.anchors``,
-        ``num_level_priors``, ``valid``); the predictions are not used.
+        ``level_sizes``, ``valid``); the predictions are not used.
 
         Returns:
             AssignResult with ``metrics`` equal to ``overlaps``, the anchor
@@ -51,21 +51,18 @@ class ATSSAssigner:
         """
         anchors = priors.anchors
         (B, G), N = gt.labels.shape, anchors.size(0)
-        if G == 0 or N == 0:
-            return AssignResult.empty(B, N, anchors.device)
         anchor_centres = (anchors[:, :2] + anchors[:, 2:]) * 0.5
         gt_centres = (gt.bboxes[..., :2] + gt.bboxes[..., 2:]) * 0.5
         # Candidates: per level the nearest valid priors, image by image;
         # padded GT slots keep no valid candidate.
-        k = sum(min(self.topk, n) for n in priors.num_level_priors)
+        level_priors = [h * w for h, w in priors.level_sizes]
+        k = sum(min(self.topk, n) for n in level_priors)
         cand_idx = gt.labels.new_zeros((B, G, k))
         cand_valid = gt.valid.new_zeros((B, G, k))
-        for b in range(B):
-            slots = gt.valid[b].nonzero().squeeze(1)
-            if slots.numel() > 0:
-                cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
-                    anchor_centres, priors.num_level_priors,
-                    gt_centres[b, slots], priors.valid[b])
+        for b, slots in gt.slots_per_image():
+            cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
+                anchor_centres, level_priors, gt_centres[b, slots],
+                priors.valid[b])
         gt_boxes = gt.bboxes[:, :, None, :]
         ious = box_iou(anchors[cand_idx], gt_boxes)  # (B, G, k)
         # Mean and unbiased std over each GT's valid candidates. With a
@@ -98,21 +95,20 @@ class ATSSAssigner:
         cand_idx, cand_valid, start = [], [], 0
         for n in num_level_priors:
             k = min(self.topk, n)
-            if k > 0:
-                cx, cy = anchor_centres[start:start + n].t().contiguous()
-                level_valid = prior_valid[start:start + n]
-                # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
-                # a few large ones on a GPU.
-                rows = max(1, (CPU_CHUNK if cx.is_cpu else GPU_CHUNK) // n)
-                idx = []
-                for g in gt_centres.split(rows):  # (R, 2)
-                    # (R, L) squared distances (enough for the ranking).
-                    dist = (g[:, 0, None] - cx).square_()
-                    dist += (g[:, 1, None] - cy).square_()
-                    dist.masked_fill_(~level_valid, float('inf'))
-                    idx.append(dist.topk(k, dim=-1, largest=False).indices)
-                idx = torch.cat(idx)
-                cand_valid.append(level_valid[idx])
-                cand_idx.append(idx + start)
-                start += n
+            cx, cy = anchor_centres[start:start + n].t().contiguous()
+            level_valid = prior_valid[start:start + n]
+            # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
+            # a few large ones on a GPU.
+            rows = max(1, (CPU_CHUNK if cx.is_cpu else GPU_CHUNK) // n)
+            idx = []
+            for g in gt_centres.split(rows):  # (R, 2)
+                # (R, L) squared distances (enough for the ranking).
+                dist = (g[:, 0, None] - cx).square_()
+                dist += (g[:, 1, None] - cy).square_()
+                dist.masked_fill_(~level_valid, float('inf'))
+                idx.append(dist.topk(k, dim=-1, largest=False).indices)
+            idx = torch.cat(idx)
+            cand_valid.append(level_valid[idx])
+            cand_idx.append(idx + start)
+            start += n
         return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)

@@ -68,8 +68,6 @@ class TaskAlignedAssigner:
         """
         B, N, _ = pred_scores.shape
         pred_scores, pred_bboxes = pred_scores.float(), pred_bboxes.float()
-        if gt.bboxes.size(1) == 0 or N == 0:
-            return AssignResult.empty(B, N, pred_scores.device)
         cand_t, cand_idx = self.select_topk_candidates(priors, gt, pred_scores,
                                                        pred_bboxes)
         batch = torch.arange(B, device=cand_idx.device)[:, None, None]
@@ -90,13 +88,11 @@ class TaskAlignedAssigner:
         k = min(self.topk, pred_scores.size(1))
         cand_t = pred_scores.new_full((B, G, k), -1.0)
         cand_idx = gt.labels.new_zeros((B, G, k))
-        for b in range(B):
-            slots = gt.valid[b].nonzero().squeeze(1)
-            if slots.numel() > 0:
-                cand_t[b, slots], cand_idx[b, slots] = _dense_topk(
-                    pred_scores[b], pred_bboxes[b], priors.points,
-                    gt.bboxes[b, slots], gt.labels[b, slots], priors.valid[b],
-                    k, self.alpha, self.beta, self.inside_first)
+        for b, slots in gt.slots_per_image():
+            cand_t[b, slots], cand_idx[b, slots] = _dense_topk(
+                pred_scores[b], pred_bboxes[b], priors.points,
+                gt.bboxes[b, slots], gt.labels[b, slots], priors.valid[b], k,
+                self.alpha, self.beta, self.inside_first)
         return cand_t, cand_idx
 
     @staticmethod

@@ -1,0 +1,98 @@
+"""What every dense head of the package shares: the checks of its
+arguments at build time, and MMDetection's entry points (``loss``,
+``predict``) on top of the head's own ``forward``.
+
+Shapes: B images, K classes, H×W one pyramid level.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import Tensor
+
+from tood.errors import check_value
+from tood.structures import DetDataSample
+
+from ..task_modules import detections_from_levels
+
+
+class DenseHead(BaseModule):
+    """A head that predicts on every cell of every pyramid level.
+
+    A subclass defines ``forward_single(x, scale)``, its outputs on one
+    level given that level's ``Scale`` (``self.scales``, one per stride);
+    ``forward`` runs it on every level. ``loss`` and ``predict`` pass the
+    per-level outputs on to
+    ``loss_by_feat`` and ``predict_by_feat``, whose defaults serve the heads
+    trained with Task-aligned Learning: outputs (B, K, H, W) class
+    probabilities and (B, 4, H, W) boxes in stride units, a ``criterion``
+    (``TaskAlignedCriterion``) built when there is a ``train_cfg``. Heads
+    with other outputs (ATSS, GFL) override both.
+
+    Args:
+        num_classes, in_channels, feat_channels, stacked_convs, anchor_type,
+        strides, norm_cfg, test_cfg: the head's, checked here so that a bad
+            value stops at build time with its config key named.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int,
+                 feat_channels: int, stacked_convs: int, anchor_type: str,
+                 strides: Sequence[int], norm_cfg: Optional[dict],
+                 test_cfg: Optional[dict], init_cfg: Optional[dict]) -> None:
+        super().__init__(init_cfg=init_cfg)
+        for key, value in dict(num_classes=num_classes, in_channels=in_channels,
+                               feat_channels=feat_channels,
+                               stacked_convs=stacked_convs).items():
+            check_value(isinstance(value, int) and value >= 1,
+                        f'model.bbox_head.{key}', 'a positive integer', value)
+        check_value(anchor_type in ('anchor_free', 'anchor_based'),
+                    'model.bbox_head.anchor_type', "'anchor_free' or "
+                    "'anchor_based'", anchor_type)
+        check_value(len(strides) >= 1 and all(s > 0 for s in strides),
+                    'model.bbox_head.strides', 'one positive stride per level',
+                    strides)
+        if norm_cfg and norm_cfg.get('type') == 'GN':
+            groups = norm_cfg.get('num_groups', 1)
+            check_value(feat_channels % groups == 0,
+                        'model.bbox_head.norm_cfg.num_groups',
+                        f'a divisor of feat_channels ({feat_channels})', groups)
+        self.num_classes, self.anchor_type = num_classes, anchor_type
+        self.strides, self.test_cfg = tuple(strides), test_cfg or {}
+
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
+        """Run ``forward_single(x, scale)`` on every pyramid level.
+
+        Args:
+            feats: per level (B, C_in, H, W), one level per stride.
+        Returns:
+            Each output of ``forward_single`` as a list over the levels.
+        """
+        # One feature map per stride: zip would silently drop extra ones.
+        if len(feats) != len(self.strides):
+            raise ValueError(
+                f'The head got {len(feats)} feature maps for '
+                f'{len(self.strides)} strides {self.strides}: '
+                'model.bbox_head.strides needs one stride per output of the '
+                'neck (model.neck.num_outs).')
+        outputs = map(self.forward_single, feats, self.scales)
+        return tuple(map(list, zip(*outputs)))  # per level -> per output
+
+    def loss(self, feats: Sequence[Tensor],
+             data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+        return self.loss_by_feat(*self(feats), data_samples)
+
+    def predict(self, feats: Sequence[Tensor],
+                data_samples: List[DetDataSample],
+                rescale: bool = True) -> List[InstanceData]:
+        return self.predict_by_feat(
+            *self(feats), [s.metainfo for s in data_samples], rescale=rescale)
+
+    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+                     data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
+        return self.criterion(cls_scores, bbox_preds, data_samples)
+
+    def predict_by_feat(self, cls_scores: List[Tensor],
+                        bbox_preds: List[Tensor], batch_img_metas: List[dict],
+                        rescale: bool = True) -> List[InstanceData]:
+        return detections_from_levels(cls_scores, bbox_preds, self.strides,
+                                      batch_img_metas, self.test_cfg, rescale)
