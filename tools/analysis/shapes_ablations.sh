@@ -50,6 +50,7 @@ top17|$MAIN|model.train_cfg.assigner.topk=17
 no-warmup|$MAIN|model.train_cfg.initial_epoch=0
 hard-labels|$MAIN|model.train_cfg.hard_labels=True
 inside-first|$MAIN|model.train_cfg.assigner.inside_first=True
+min-area-conflict|$MAIN|model.train_cfg.assigner.conflict=min_area
 anchor-based|$MAIN|model.bbox_head.anchor_type=anchor_based
 "
 

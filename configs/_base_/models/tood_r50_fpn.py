@@ -58,9 +58,12 @@ model = dict(
         # an iteration-based loop set initial_iter (warm-up iterations).
         initial_epoch=4,
         initial_assigner=dict(type='ATSSAssigner', topk=9),
-        # inside_first=True: the inside-object test before the top-k
+        # inside_first=True: the inside-object test before the top-k;
+        # conflict='min_area': a prior claimed by several GTs goes to the
+        # smallest (the supplementary's rule) rather than the best IoU
         assigner=dict(
-            type='TaskAlignedAssigner', topk=13, inside_first=False),
+            type='TaskAlignedAssigner', topk=13, inside_first=False,
+            conflict='max_iou'),
         alpha=1,
         beta=6,
         # True: positives trained towards 1 instead of t-hat (eq. 11)
