@@ -55,7 +55,8 @@ def test_r50_1x_matches_the_paper_setup():
     assert cfg.model.bbox_head.anchor_type == 'anchor_free'
     assert cfg.model.train_cfg.initial_epoch == 4
     assert cfg.model.train_cfg.assigner == dict(
-        type='TaskAlignedAssigner', topk=13, inside_first=False)
+        type='TaskAlignedAssigner', topk=13, inside_first=False,
+        conflict='max_iou')
     assert cfg.model.train_cfg.hard_labels is False
     assert cfg.model.test_cfg.nms.iou_threshold == 0.6
     # The warm-up switch needs no hook (the head reads the epoch itself).
