@@ -46,8 +46,8 @@ def delta2bbox(anchors: Tensor,
     cy = (ay1 + ay2) * 0.5 + dy * ah
     w = aw * dw.exp()
     h = ah * dh.exp()
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h],
-                       -1)
+    return torch.stack(
+        [cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
 
 
 def box_area(boxes: Tensor) -> Tensor:

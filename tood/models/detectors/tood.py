@@ -33,7 +33,8 @@ class TOOD(BaseModel):
                  bbox_head: dict,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
-                 data_preprocessor: Optional[Union[dict, torch.nn.Module]] = None,
+                 data_preprocessor: Optional[Union[dict,
+                                                   torch.nn.Module]] = None,
                  channels_last: bool = False,
                  init_cfg: Optional[dict] = None):
         # Built here rather than by BaseModel so that it resolves in the tood

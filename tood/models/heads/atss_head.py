@@ -77,8 +77,8 @@ class ATSSHead(DenseHead):
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(num_classes, in_channels, feat_channels,
-                         stacked_convs, 'anchor_based', strides, norm_cfg, test_cfg,
-                         init_cfg)
+                         stacked_convs, 'anchor_based', strides, norm_cfg,
+                         test_cfg, init_cfg)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
         if train_cfg:

@@ -22,12 +22,11 @@ class DenseHead(BaseModule):
     A subclass defines ``forward_single(x, scale)``, its outputs on one
     level given that level's ``Scale`` (``self.scales``, one per stride);
     ``forward`` runs it on every level. ``loss`` and ``predict`` pass the
-    per-level outputs on to
-    ``loss_by_feat`` and ``predict_by_feat``, whose defaults serve the heads
-    trained with Task-aligned Learning: outputs (B, K, H, W) class
-    probabilities and (B, 4, H, W) boxes in stride units, a ``criterion``
-    (``TaskAlignedCriterion``) built when there is a ``train_cfg``. Heads
-    with other outputs (ATSS, GFL) override both.
+    per-level outputs on to ``loss_by_feat`` and ``predict_by_feat``, whose
+    defaults serve the heads trained with Task-aligned Learning: outputs
+    (B, K, H, W) class probabilities and (B, 4, H, W) boxes in stride
+    units, and a ``criterion`` (``TaskAlignedCriterion``) built when there
+    is a ``train_cfg``. Heads with other outputs (ATSS, GFL) override both.
 
     Args:
         num_classes, in_channels, feat_channels, stacked_convs, anchor_type,
@@ -40,7 +39,8 @@ class DenseHead(BaseModule):
                  strides: Sequence[int], norm_cfg: Optional[dict],
                  test_cfg: Optional[dict], init_cfg: Optional[dict]) -> None:
         super().__init__(init_cfg=init_cfg)
-        for key, value in dict(num_classes=num_classes, in_channels=in_channels,
+        for key, value in dict(num_classes=num_classes,
+                               in_channels=in_channels,
                                feat_channels=feat_channels,
                                stacked_convs=stacked_convs).items():
             check_value(isinstance(value, int) and value >= 1,
@@ -55,7 +55,8 @@ class DenseHead(BaseModule):
             groups = norm_cfg.get('num_groups', 1)
             check_value(feat_channels % groups == 0,
                         'model.bbox_head.norm_cfg.num_groups',
-                        f'a divisor of feat_channels ({feat_channels})', groups)
+                        f'a divisor of feat_channels ({feat_channels})',
+                        groups)
         self.num_classes, self.anchor_type = num_classes, anchor_type
         self.strides, self.test_cfg = tuple(strides), test_cfg or {}
 

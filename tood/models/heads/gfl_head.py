@@ -100,8 +100,8 @@ class GFLHead(DenseHead):
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(num_classes, in_channels, feat_channels,
-                         stacked_convs, 'anchor_free', strides, norm_cfg, test_cfg,
-                         init_cfg)
+                         stacked_convs, 'anchor_free', strides, norm_cfg,
+                         test_cfg, init_cfg)
         self.anchor_scale = anchor_scale
         self.reg_max = reg_max
         if train_cfg:

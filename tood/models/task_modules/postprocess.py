@@ -74,7 +74,8 @@ def detections_from_levels(
         h, w = meta['ori_shape' if rescale else 'img_shape'][:2]
         img_boxes = img_boxes.clamp(min=0).minimum(
             img_boxes.new_tensor([w, h, w, h]))
-        keep = batched_nms(img_boxes, img_scores, labels, iou_thr)[:max_per_img]
+        keep = batched_nms(img_boxes, img_scores, labels,
+                           iou_thr)[:max_per_img]
         results.append(
             InstanceData(bboxes=img_boxes[keep], scores=img_scores[keep],
                          labels=labels[keep]))

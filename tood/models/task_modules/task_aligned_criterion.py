@@ -80,11 +80,12 @@ class TaskAlignedCriterion(nn.Module):
         self.initial_assigner = build_at(
             TASK_UTILS, train_cfg['initial_assigner'],
             'model.train_cfg.initial_assigner')
-        self.assigner = build_at(TASK_UTILS, assigner, 'model.train_cfg.assigner')
+        self.assigner = build_at(TASK_UTILS, assigner,
+                                 'model.train_cfg.assigner')
         self.initial_loss_cls = MODELS.build(initial_loss_cls or dict(
             type='FocalLoss', activated=True, gamma=2.0, alpha=0.25))
-        self.loss_cls = MODELS.build(
-            loss_cls or dict(type='QualityFocalLoss', activated=True, beta=2.0))
+        self.loss_cls = MODELS.build(loss_cls or dict(
+            type='QualityFocalLoss', activated=True, beta=2.0))
         self.loss_bbox = MODELS.build(
             loss_bbox or dict(type='GIoULoss', loss_weight=2.0))
         self._was_warming_up: Optional[bool] = None
@@ -136,8 +137,8 @@ class TaskAlignedCriterion(nn.Module):
             loss_cls = self.initial_loss_cls(
                 scores[valid], labels[valid], avg_factor=1.0)
             cls_norm = fg.sum().float()
-            bbox_weight = centerness(priors.points.expand_as(boxes[..., :2])[fg],
-                                     pos_target)
+            points = priors.points.expand_as(boxes[..., :2])
+            bbox_weight = centerness(points[fg], pos_target)
         else:
             # Eq. (11): targets t-hat, or 1 for the hard-label ablation; the
             # same values weight the boxes and, summed, normalise both.

@@ -51,7 +51,8 @@ class TaskAlignedAssigner:
         check_value(isinstance(topk, int) and topk >= 1, 'topk',
                     'a positive integer', topk)
         self.topk, self.alpha, self.beta = topk, alpha, beta
-        self.conflict, self.eps, self.inside_first = conflict, eps, inside_first
+        self.conflict, self.eps = conflict, eps
+        self.inside_first = inside_first
 
     @torch.no_grad()
     def assign(self, priors: Priors, gt: PaddedGT, pred_scores: Tensor,
@@ -189,7 +190,8 @@ def _pow(x: Tensor, exponent: float, tmp: Tensor) -> Tensor:
     return x
 
 
-def _topk_by_blocks(values: Tensor, k: int, block: int) -> Tuple[Tensor, Tensor]:
+def _topk_by_blocks(values: Tensor, k: int,
+                    block: int) -> Tuple[Tensor, Tensor]:
     """Row-wise top-k of (R, M·block) values: (R, k) values and indices.
 
     The k largest values of a row all lie in the k blocks with the largest
