@@ -24,8 +24,9 @@ def paths_by_convention(dataset_cfg: Dict[str, Any]) -> List[str]:
         return osp.join(data_root, path) if data_root else path
 
     paths = []
-    if isinstance(dataset_cfg.get('ann_file'), str) and dataset_cfg['ann_file']:
-        paths.append(join(dataset_cfg['ann_file']))
+    ann_file = dataset_cfg.get('ann_file')
+    if isinstance(ann_file, str) and ann_file:
+        paths.append(join(ann_file))
     for prefix in (dataset_cfg.get('data_prefix') or {}).values():
         if isinstance(prefix, str):
             paths.append(join(prefix))

@@ -326,7 +326,8 @@ def install(name: str,
                 os.makedirs(osp.dirname(osp.join(tmp, new)) or tmp,
                             exist_ok=True)
                 os.replace(osp.join(tmp, old), osp.join(tmp, new))
-        lacking = [p for p in spec.expected if not osp.exists(osp.join(tmp, p))]
+        lacking = [p for p in spec.expected
+                   if not osp.exists(osp.join(tmp, p))]
         if lacking:
             raise DownloadError(
                 f'the archives of {name} do not hold {", ".join(lacking)}; '

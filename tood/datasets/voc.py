@@ -355,9 +355,10 @@ class VOCDataset(BaseDetDataset):
                 logger='current',
                 level=logging.WARNING)
         if self._unknown:
+            files = self._unknown_files
             listed = ', '.join(
-                f'{name!r} ({count} in {", ".join(self._unknown_files[name][:3])}'
-                f'{" ..." if len(self._unknown_files[name]) > 3 else ""})'
+                f'{name!r} ({count} in {", ".join(files[name][:3])}'
+                f'{" ..." if len(files[name]) > 3 else ""})'
                 for name, count in self._unknown.most_common())
             print_log(
                 f'{", ".join(self.ann_files)}: objects of classes that are '

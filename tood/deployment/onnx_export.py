@@ -236,7 +236,8 @@ class ExportableDetector(nn.Module):
         if d > 1:
             pad_h = (d - x.shape[2] % d) % d
             pad_w = (d - x.shape[3] % d) % d
-            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), value=self.pad_value)
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h),
+                                  value=self.pad_value)
         return x
 
     def head_outputs(self, image: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
@@ -287,9 +288,10 @@ class ExportableDetector(nn.Module):
         ])
         return scores, boxes, priors_per_level
 
-    def _detections(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                    scale_factor: Tensor,
-                    ori_shape: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _detections(
+            self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
+            scale_factor: Tensor,
+            ori_shape: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         B = cls_scores[0].shape[0]
         K = self.num_classes
         k = self.nms_pre

@@ -23,7 +23,8 @@ from .hooks import (DetVisualizationHook, EMAHook, TestProgressBarHook,
                     TrainingReportHook, averaged_model)
 
 __all__ = [
-    'AMP_DTYPES', 'CUDA_AMP_SETTINGS', 'CPUBFloat16OptimWrapper', 'CPUDistributedDataParallel',
+    'AMP_DTYPES', 'CUDA_AMP_SETTINGS', 'CPUBFloat16OptimWrapper',
+    'CPUDistributedDataParallel',
     'CompileHook', 'CompiledNetwork', 'DetVisualizationHook', 'EMAHook',
     'TestProgressBarHook', 'TrainingReportHook', 'averaged_model',
     'check_config', 'check_required_keys', 'compile_network',

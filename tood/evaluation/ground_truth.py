@@ -54,7 +54,8 @@ def sample_ground_truth(
         to_numpy(p.get('bboxes', np.zeros((0, 4)))).reshape(-1, 4)
         for p in parts
     ]
-    labels = [to_numpy(p.get('labels', np.zeros(0))).reshape(-1) for p in parts]
+    labels = [to_numpy(p.get('labels', np.zeros(0))).reshape(-1)
+              for p in parts]
     ignored = np.concatenate(
         [np.zeros(len(labels[0]), bool),
          np.ones(len(labels[1]), bool)])
