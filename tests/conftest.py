@@ -1,10 +1,9 @@
 """Fixtures shared by the whole suite; ``tests/helpers`` (a tiny config,
 the train driver, shared run helpers) is importable from every test."""
+import logging
 import os.path as osp
 import sys
 from typing import Callable, Optional
-
-import logging
 
 import pytest
 from mmengine.logging import MessageHub, MMLogger
