@@ -14,9 +14,6 @@ from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
 from tood.engine import amp
 from tood.engine.amp import CPUBFloat16OptimWrapper
-from tood.models.task_modules.assigners import task_aligned_assigner
-from tood.models.task_modules.assigners.task_aligned_assigner import (
-    TaskAlignedAssigner, _topk_by_blocks)
 from tood.registry import MODELS
 from tood.utils import register_all_modules
 
@@ -263,31 +260,3 @@ def test_summarise():
                                                   pytest.approx(4))
     assert (stats['repeats'], stats['runs_per_repeat']) == (4, 10)
 
-
-def test_topk_by_blocks_matches_topk():
-    g = torch.Generator().manual_seed(0)
-    values = torch.rand(5, 7 * 11, generator=g)
-    values[1] = 0  # ties
-    values[2, :70] = -1
-    top, idx = _topk_by_blocks(values, 6, 7)
-    expected = values.topk(6, dim=-1).values
-    assert torch.equal(top, expected)
-    assert torch.equal(values.gather(1, idx), top)
-    assert all(len(set(row.tolist())) == 6 for row in idx)
-
-
-def test_tal_chunks_give_the_same_assignment(monkeypatch):
-    x = assign_inputs(23, batch_size=2, shape=(160, 224), num_classes=5)
-    x['gt'].valid[1, 15:] = False
-    x['priors'].valid[1, -40:] = False
-    for inside_first in (False, True):
-        assigner = TaskAlignedAssigner(inside_first=inside_first)
-        whole = run_assigner(assigner, x)
-        # One GT row per chunk of the dense stage.
-        with monkeypatch.context() as m:
-            m.setattr(task_aligned_assigner, 'CPU_CHUNK', 1)
-            chunked = run_assigner(assigner, x)
-        assert whole.fg_mask.sum() > 20
-        assert torch.equal(whole.gt_index, chunked.gt_index)
-        assert torch.equal(whole.metrics, chunked.metrics)
-        assert torch.equal(whole.overlaps, chunked.overlaps)

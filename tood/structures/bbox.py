@@ -6,7 +6,7 @@ dimensions, so ``box_iou(a, b)`` of two (M, 4) tensors is the IoU of
 corresponding boxes and ``box_iou(a[:, None], b[None])`` the (M, N) table.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -56,37 +56,19 @@ def box_area(boxes: Tensor) -> Tensor:
     return wh[..., 0] * wh[..., 1]
 
 
-def box_iou(a: Tensor,
-            b: Tensor,
-            eps: float = 1e-6,
-            out: Optional[Tensor] = None,
-            scratch: Optional[Tuple[Tensor, Tensor]] = None,
-            areas: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
-    """IoU of boxes (..., 4) and (..., 4) that broadcast -> (...).
+def _intersection_union(a: Tensor, b: Tensor,
+                        eps: float) -> Tuple[Tensor, Tensor]:
+    """Areas of the intersection and of the union (at least ``eps``)."""
+    wh = (torch.minimum(a[..., 2:], b[..., 2:]) -
+          torch.maximum(a[..., :2], b[..., :2])).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter, (box_area(a) + box_area(b) - inter).clamp(min=eps)
 
-    Computed in place, so it has no gradient: assignment and targets need
-    none, and the loss uses :func:`box_giou`. ``out`` and ``scratch`` (two
-    more tensors of the output's shape) let a caller that loops over chunks
-    reuse its buffers: on the CPU a fresh buffer of a megabyte costs more
-    page faults than its arithmetic; ``areas`` (the ``box_area`` of ``a``
-    and ``b``) spares it recomputing the areas of the boxes every chunk
-    shares. The coordinates of ``b`` are read most cheaply when each is
-    contiguous, e.g. ``b.t().contiguous().t()``.
-    """
-    # unbind: one call for four views (a chunked caller pays this per chunk).
-    ax1, ay1, ax2, ay2 = a.unbind(-1)
-    bx1, by1, bx2, by2 = b.unbind(-1)
-    out = torch.minimum(ax2, bx2, out=out)
-    w, h = scratch if scratch is not None else (torch.empty_like(out),
-                                                torch.empty_like(out))
-    out.sub_(torch.maximum(ax1, bx1, out=w)).clamp_(min=0)
-    torch.minimum(ay2, by2, out=w)
-    w.sub_(torch.maximum(ay1, by1, out=h)).clamp_(min=0)
-    inter = out.mul_(w)
-    area_a, area_b = areas if areas is not None else (box_area(a),
-                                                      box_area(b))
-    union = torch.add(area_a, area_b, out=w).sub_(inter)
-    return inter.div_(union.clamp_(min=eps))
+
+def box_iou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
+    """IoU of boxes (..., 4) and (..., 4) that broadcast -> (...)."""
+    inter, union = _intersection_union(a, b, eps)
+    return inter / union
 
 
 def box_giou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
@@ -95,12 +77,7 @@ def box_giou(a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
     Widths and heights are clamped at 0, so an inverted box counts as empty
     instead of producing a negative area.
     """
-    iw = torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0],
-                                                             b[..., 0])
-    ih = torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1],
-                                                             b[..., 1])
-    inter = iw.clamp(min=0) * ih.clamp(min=0)
-    union = (box_area(a) + box_area(b) - inter).clamp(min=eps)
+    inter, union = _intersection_union(a, b, eps)
     enclose_wh = (torch.maximum(a[..., 2:], b[..., 2:]) -
                   torch.minimum(a[..., :2], b[..., :2])).clamp(min=0)
     enclose = (enclose_wh[..., 0] * enclose_wh[..., 1]).clamp(min=eps)

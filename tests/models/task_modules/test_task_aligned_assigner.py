@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from tood.models.task_modules import Priors, TaskAlignedAssigner
+from tood.models.task_modules.assigners.task_aligned_assigner import \
+    alignment_metric
 from tood.registry import TASK_UTILS
 from tood.structures import PaddedGT, box_iou
 
@@ -31,7 +33,7 @@ def reference_assign(scores, boxes, points, gts, labels, prior_valid, topk,
     for g in range(G):
         iou_g = box_iou(gts[g][None], boxes)
         u[g] = iou_g
-        t[g] = scores[:, labels[g]]**alpha * iou_g**beta
+        t[g] = alignment_metric(scores[:, labels[g]], iou_g, alpha, beta)
         t_valid = torch.where(prior_valid, t[g], torch.tensor(-1.0))
         k = min(topk, N)
         order = sorted(range(N), key=lambda n: -float(t_valid[n]))[:k]

@@ -8,11 +8,6 @@ from torch import Tensor
 
 from tood.structures import PaddedGT
 
-# Elements (GT rows x priors) of one chunk of the assigners' dense stages:
-# 2^18 floats (1 MiB) keep a chunk in L2 cache on the CPU; on a GPU, bigger
-# chunks mean fewer kernel launches.
-CPU_CHUNK, GPU_CHUNK = 1 << 18, 1 << 23
-
 @dataclass
 class AssignResult:
     """Which GT each prior of each image is assigned to.

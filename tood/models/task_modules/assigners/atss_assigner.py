@@ -5,7 +5,7 @@ N priors of all levels, G padded GT slots, k candidates per GT (topk per
 level, levels concatenated). The candidate search runs image by image over
 cache-sized chunks of GTs, so its memory does not grow with G times N.
 """
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -15,7 +15,8 @@ from tood.registry import TASK_UTILS
 from tood.structures import PaddedGT, box_iou, points_inside_boxes
 
 from ..priors import Priors
-from .assign_result import CPU_CHUNK, GPU_CHUNK, AssignResult, resolve_claims
+from ._dense import nearest_priors
+from .assign_result import AssignResult, resolve_claims
 
 
 @TASK_UTILS.register_module()
@@ -60,9 +61,9 @@ class ATSSAssigner:
         cand_idx = gt.labels.new_zeros((B, G, k))
         cand_valid = gt.valid.new_zeros((B, G, k))
         for b, slots in gt.slots_per_image():
-            cand_idx[b, slots], cand_valid[b, slots] = self._nearest(
+            cand_idx[b, slots], cand_valid[b, slots] = nearest_priors(
                 anchor_centres, level_priors, gt_centres[b, slots],
-                priors.valid[b])
+                priors.valid[b], self.topk)
         gt_boxes = gt.bboxes[:, :, None, :]
         ious = box_iou(anchors[cand_idx], gt_boxes)  # (B, G, k)
         # Mean and unbiased std over each GT's valid candidates. With a
@@ -79,36 +80,3 @@ class ATSSAssigner:
         overlaps = torch.where(gt_index >= 0, best_iou, 0.0)
         return AssignResult(gt_index, gt_index >= 0, overlaps,
                             overlaps.clone())
-
-    def _nearest(self, anchor_centres: Tensor, num_level_priors: List[int],
-                 gt_centres: Tensor,
-                 prior_valid: Tensor) -> Tuple[Tensor, Tensor]:
-        """Per level, the ``topk`` valid priors nearest each GT centre.
-
-        Args:
-            anchor_centres: (N, 2); gt_centres: (G, 2); prior_valid: (N, ).
-        Returns:
-            (G, k) prior indices, level after level, and whether each one is
-            valid (a level with fewer than topk valid priors still fills its
-            slots; the invalid ones are masked out).
-        """
-        cand_idx, cand_valid, start = [], [], 0
-        for n in num_level_priors:
-            k = min(self.topk, n)
-            cx, cy = anchor_centres[start:start + n].t().contiguous()
-            level_valid = prior_valid[start:start + n]
-            # Chunks of GT rows of about 1 MiB on the CPU (cache-sized),
-            # a few large ones on a GPU.
-            rows = max(1, (CPU_CHUNK if cx.is_cpu else GPU_CHUNK) // n)
-            idx = []
-            for g in gt_centres.split(rows):  # (R, 2)
-                # (R, L) squared distances (enough for the ranking).
-                dist = (g[:, 0, None] - cx).square_()
-                dist += (g[:, 1, None] - cy).square_()
-                dist.masked_fill_(~level_valid, float('inf'))
-                idx.append(dist.topk(k, dim=-1, largest=False).indices)
-            idx = torch.cat(idx)
-            cand_valid.append(level_valid[idx])
-            cand_idx.append(idx + start)
-            start += n
-        return torch.cat(cand_idx, -1), torch.cat(cand_valid, -1)

@@ -7,11 +7,12 @@ GT slots per image, K classes, k candidates per GT.
 ``assign`` follows the paper step by step: the alignment metric t of eq. (9)
 and its top-k over all levels, the inside-object test, the conflict rule,
 the normalised t-hat of eq. (10). Only the first step touches every (GT,
-prior) pair; it runs in ``_dense_topk``, image by image over chunks of GT
-rows sized to stay in a core's cache, so memory grows with N times the
-classes present rather than with N times G.
+prior) pair: ``dense_topk`` evaluates ``alignment_metric`` image by image
+over chunks of GT rows sized to stay in a core's cache, so memory grows
+with N times the classes present rather than with N times G.
 """
-from typing import Tuple
+from functools import partial
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -22,7 +23,17 @@ from tood.structures import (PaddedGT, box_area, box_iou,
                              points_inside_boxes)
 
 from ..priors import Priors
-from .assign_result import CPU_CHUNK, GPU_CHUNK, AssignResult, resolve_claims
+from ._dense import dense_topk, power
+from .assign_result import AssignResult, resolve_claims
+
+
+def alignment_metric(scores: Tensor, ious: Tensor, alpha: float,
+                     beta: float, out: Optional[Tensor] = None) -> Tensor:
+    """Eq. (9): t = s^alpha · u^beta, how well a prior's prediction is
+    aligned with a GT: s its aligned score for the GT's class, u the IoU of
+    its predicted box with the GT (tensors of one shape; t goes into
+    ``out`` when given, which must be neither)."""
+    return power(ious, beta, out).mul_(power(scores, alpha))
 
 
 @TASK_UTILS.register_module()
@@ -89,11 +100,12 @@ class TaskAlignedAssigner:
         k = min(self.topk, pred_scores.size(1))
         cand_t = pred_scores.new_full((B, G, k), -1.0)
         cand_idx = gt.labels.new_zeros((B, G, k))
+        metric = partial(alignment_metric, alpha=self.alpha, beta=self.beta)
         for b, slots in gt.slots_per_image():
-            cand_t[b, slots], cand_idx[b, slots] = _dense_topk(
-                pred_scores[b], pred_bboxes[b], priors.points,
+            cand_t[b, slots], cand_idx[b, slots] = dense_topk(
+                metric, pred_scores[b], pred_bboxes[b], priors.points,
                 gt.bboxes[b, slots], gt.labels[b, slots], priors.valid[b], k,
-                self.alpha, self.beta, self.inside_first)
+                self.inside_first)
         return cand_t, cand_idx
 
     @staticmethod
@@ -128,80 +140,3 @@ class TaskAlignedAssigner:
         return (zeros.scatter_add(1, flat_idx, t_hat.flatten(1)),
                 zeros.scatter_add(1, flat_idx, u.flatten(1)))
 
-
-def _dense_topk(scores: Tensor, boxes: Tensor, points: Tensor,
-                gt_bboxes: Tensor, gt_labels: Tensor, prior_valid: Tensor,
-                k: int, alpha: float, beta: float,
-                inside_first: bool) -> Tuple[Tensor, Tensor]:
-    """The k largest t of each GT of one image, chunk of GT rows by chunk.
-
-    Args:
-        scores: (N, K); boxes: (N, 4); points: (N, 2); gt_bboxes: (G, 4);
-        gt_labels: (G,); prior_valid: (N,).
-    Returns:
-        (G, k) values of t (-1 for invalid priors) and prior indices.
-    """
-    N, G = boxes.size(0), gt_bboxes.size(0)
-    # The top-k runs in two stages over blocks of a row (``_topk_by_blocks``)
-    # whose width must be a whole number of blocks; the -inf padding is
-    # never picked, since every row holds k values >= -1.
-    block = max(1, min(64, N // (4 * k)))
-    width = -(-N // block) * block
-    rows = max(1, min(G, (CPU_CHUNK if boxes.is_cpu else GPU_CHUNK) // width))
-    # Three buffers for the whole image, reused by every chunk.
-    t = boxes.new_full((rows, width), float('-inf'))
-    w1, w2 = boxes.new_empty(rows, N), boxes.new_empty(rows, N)
-    boxes = boxes.t().contiguous().t()  # contiguous coordinates for box_iou
-    box_areas, gt_areas = box_area(boxes), box_area(gt_bboxes)[:, None]
-    # s^alpha: one row of scores per class present, read once.
-    classes, class_of_gt = gt_labels.unique(return_inverse=True)
-    class_scores = scores.t().index_select(0, classes)  # (U, N)
-    if alpha != 1:
-        class_scores.pow_(alpha)
-    # Priors on the batch padding must never be candidates.
-    invalid = None if bool(prior_valid.all()) else ~prior_valid
-    values, indices = boxes.new_empty(G, k), gt_labels.new_empty(G, k)
-    for start in range(0, G, rows):
-        r, gts = min(rows, G - start), slice(start, start + rows)
-        u = box_iou(gt_bboxes[gts, None], boxes, out=t[:r, :N],
-                    scratch=(w1[:r], w2[:r]), areas=(gt_areas[gts], box_areas))
-        _pow(u, beta, w1[:r]).mul_(torch.index_select(
-            class_scores, 0, class_of_gt[gts], out=w1[:r]))
-        if invalid is not None:
-            u.masked_fill_(invalid, -1.0)
-        if inside_first:
-            u.masked_fill_(
-                ~points_inside_boxes(points, gt_bboxes[gts, None]), -1.0)
-        values[gts], indices[gts] = _topk_by_blocks(t[:r], k, block)
-    return values, indices
-
-
-def _pow(x: Tensor, exponent: float, tmp: Tensor) -> Tensor:
-    """x ** exponent in place (``tmp``: scratch shaped like x); integer
-    exponents (beta = 6 in the paper) by repeated squaring, a few
-    multiplications instead of a pow per element."""
-    if exponent != int(exponent) or not 1 <= exponent <= 64:
-        return x.pow_(exponent)
-    tmp.copy_(x)
-    for bit in bin(int(exponent))[3:]:
-        x.square_()
-        if bit == '1':
-            x.mul_(tmp)
-    return x
-
-
-def _topk_by_blocks(values: Tensor, k: int,
-                    block: int) -> Tuple[Tensor, Tensor]:
-    """Row-wise top-k of (R, M·block) values: (R, k) values and indices.
-
-    The k largest values of a row all lie in the k blocks with the largest
-    block maxima, so a max per block, a top-k over the blocks and a top-k
-    over k·block values replace a top-k over the whole row (about 4x
-    faster). Among tied values the index is arbitrary, as with torch.topk.
-    """
-    rows = values.size(0)
-    top_blocks = values.view(rows, -1, block).amax(-1).topk(k, dim=-1).indices
-    offsets = torch.arange(block, device=values.device)
-    idx = (top_blocks[:, :, None] * block + offsets).view(rows, k * block)
-    top_values, j = values.gather(1, idx).topk(k, dim=-1)
-    return top_values, idx.gather(1, j)
