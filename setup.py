@@ -19,6 +19,9 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['tood', 'tood.*']),
     python_requires='>=3.8',
+    # mmengine is pinned to 0.10.7 (requirements.txt): tood's CheckpointHook
+    # replaces its private _save_checkpoint_with_step, so that a checkpoint
+    # is written before the one it retires is deleted.
     install_requires=read_requirements('requirements.txt'),
     extras_require={
         # ONNX export (tools/deployment) and ONNX Runtime inference.

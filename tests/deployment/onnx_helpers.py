@@ -154,32 +154,25 @@ def graph_detections(session, images: np.ndarray,
                      ori_shapes: Sequence[Sequence[float]],
                      test_cfg: Optional[dict] = None) -> List[Detections]:
     """Run an exported graph on a batch; with ``test_cfg`` the graph has
-    no NMS and ``postprocess_numpy`` finishes each image."""
-    from tood.deployment import postprocess_numpy
+    no NMS and ``select_detections`` finishes the batch."""
+    from tood.models.task_modules import TestCfg, select_detections
     outputs = session.run(
         None, {
             'image': images,
             'scale_factor': np.asarray(scale_factors, np.float32),
             'ori_shape': np.asarray(ori_shapes, np.float32),
         })
-    results = []
-    for b in range(images.shape[0]):
-        if test_cfg is None:
-            num, boxes, scores, labels = outputs
-            n = int(num[b])
-            results.append(
-                Detections(boxes[b, :n].astype(np.float64),
-                           scores[b, :n].astype(np.float64),
-                           labels[b, :n]))
-        else:
-            scores, boxes, per_level = outputs
-            boxes, scores, labels = postprocess_numpy(
-                scores[b], boxes[b], per_level, test_cfg)
-            results.append(
-                Detections(
-                    boxes.astype(np.float64), scores.astype(np.float64),
-                    labels))
-    return results
+    if test_cfg is not None:
+        scores, boxes, per_level, *factors = map(torch.from_numpy, outputs)
+        outputs = [t.numpy() for t in select_detections(
+            scores, boxes, per_level.tolist(),
+            TestCfg.from_config(test_cfg), *factors)]
+    num, boxes, scores, labels = outputs
+    return [
+        Detections(boxes[b, :n].astype(np.float64),
+                   scores[b, :n].astype(np.float64), labels[b, :n])
+        for b, n in enumerate(num.tolist())
+    ]
 
 
 def session(path: str):

@@ -33,7 +33,6 @@ from tood.deployment import (DEFORM_CONV_OPSET, FORMAT,  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 
-ATSS_CONFIG = f'{REPO}/configs/atss/atss_r18_fpn_11e_shapes.py'
 
 
 def assert_same(refs, tests) -> None:
@@ -149,9 +148,9 @@ def test_parallel_head_exports(tmp_path):
         graph_detections(session(path), images, SCALE, ORI))
 
 
-def test_no_nms_and_numpy_postprocessor(tmp_path):
-    """Per-prior outputs plus postprocess_numpy give PyTorch's detections,
-    and those of the graph with NMS; run through OnnxDetector, the
+def test_no_nms_graph_finished_by_select_detections(tmp_path):
+    """Per-prior outputs finished by the post-processing that the NMS graph
+    traces give PyTorch's detections; run through OnnxDetector, the
     post-processing takes the settings of the config given at load time."""
     cfg = tiny_config()
     model = build_model(cfg)
@@ -173,7 +172,7 @@ def test_no_nms_and_numpy_postprocessor(tmp_path):
     assert scores.shape == (1, sum(per_level), 80)
     assert boxes.shape == (1, sum(per_level), 4)
     ref = reference_detections(model, images, SCALE, ORI)
-    test_cfg = dict(model.bbox_head.test_cfg)
+    test_cfg = model.bbox_head.test_cfg.to_config()
     assert_same(ref,
                 graph_detections(sess, images, SCALE, ORI, test_cfg=test_cfg))
 
@@ -249,12 +248,35 @@ def test_dcn_refused_below_opset_19(tmp_path):
     assert not (tmp_path / 'x.onnx').exists()
 
 
-def test_old_opset_and_other_heads_refused(tmp_path):
+def test_old_opset_refused(tmp_path):
     model = build_model(tiny_config())
     with pytest.raises(ExportError, match='opset 16'):
         export_onnx(model, str(tmp_path / 'x.onnx'), (128, 160), opset=15)
-    # The ATSS baseline's head has a centerness branch and its own
-    # post-processing.
-    atss = build_model(Config.fromfile(ATSS_CONFIG))
-    with pytest.raises(ExportError, match='ATSSHead'):
-        export_onnx(atss, str(tmp_path / 'y.onnx'), (128, 160))
+
+
+@pytest.mark.parametrize('head_type', ['ATSSHead', 'GFLHead'])
+def test_baseline_heads_export(head_type, tmp_path):
+    """Every head exports through its criterion's predictions: ATSS with
+    its centerness as score factor (a fourth output without NMS), GFL with
+    its expected side distances."""
+    cfg = tiny_config()
+    head = cfg.model.bbox_head
+    cfg.model.bbox_head = dict(
+        type=head_type, num_classes=head.num_classes,
+        in_channels=head.in_channels, feat_channels=head.feat_channels,
+        stacked_convs=2, strides=head.strides, norm_cfg=head.norm_cfg)
+    cfg.model.train_cfg = dict(assigner=dict(type='ATSSAssigner', topk=9))
+    model = build_model(cfg)
+    images = random_images(1, 256, 320, seed=5)
+    ref = reference_detections(model, images, SCALE, ORI)
+    path = export_and_check(model, tmp_path / 'nms.onnx', (256, 320))
+    assert_same(ref, graph_detections(session(path), images, SCALE, ORI))
+    raw = export_and_check(model, tmp_path / 'raw.onnx', (256, 320),
+                           with_nms=False)
+    outputs = [o.name for o in session(raw).get_outputs()]
+    assert outputs == ['scores', 'boxes', 'priors_per_level'] + (
+        ['score_factors'] if head_type == 'ATSSHead' else [])
+    assert_same(ref, graph_detections(session(raw), images, SCALE, ORI,
+                                      test_cfg=model.bbox_head.test_cfg.
+                                      to_config()))
+

@@ -11,9 +11,10 @@ from robust_helpers import CONFIG, DRIVER, REPO, finish, make_shapes, start
 
 from tood.datasets import CocoDataset
 from tood.engine import check_config, check_required_keys, explain_error
-from tood.engine.config_check import check_warmup_can_end
 from tood.engine.hooks import NumClassCheckHook
 from tood.errors import ConfigError
+from tood.registry import MODELS
+from tood.utils import register_all_modules
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', '..', 'tools'))
 import train  # noqa: E402
@@ -89,21 +90,35 @@ def test_every_problem_is_named_and_injected_keys_are_not_required():
         assert sum(where in line for line in lines) == 1, where
 
 
-def test_a_warmup_in_epochs_under_an_iteration_based_loop_is_refused():
+def test_the_criterion_says_whether_its_warmup_can_end():
+    register_all_modules()
     cfg = Config.fromfile(CONFIG)
-    check_warmup_can_end(cfg)  # epoch-based: fine
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=6)
-    with pytest.raises(ConfigError) as info:
-        check_warmup_can_end(cfg)
-    message = str(info.value)
+    criterion = MODELS.build(cfg.model).bbox_head.criterion
+    assert criterion.warmup_problem(iteration_based=False) is None
+    message = criterion.warmup_problem(iteration_based=True)
     assert message.startswith('model.train_cfg.initial_epoch=1 counts the '
                               'ATSS warm-up in epochs')
     assert 'Set model.train_cfg.initial_iter' in message
     for fix in (dict(initial_iter=3), dict(initial_epoch=0)):
         fixed = Config.fromfile(CONFIG)
-        fixed.train_cfg = dict(type='IterBasedTrainLoop', max_iters=6)
         fixed.model.train_cfg.update(fix)
-        check_warmup_can_end(fixed)
+        criterion = MODELS.build(fixed.model).bbox_head.criterion
+        assert criterion.warmup_problem(iteration_based=True) is None
+
+
+@pytest.mark.e2e
+def test_a_warmup_in_epochs_under_an_iteration_based_loop_is_refused(
+        shapes, tmp_path):
+    config = tmp_path / 'iterations.py'
+    config.write_text(
+        f'_base_ = {CONFIG!r}\n'
+        "train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', "
+        'max_iters=6, val_interval=6)\n')
+    rc, out = finish(start([sys.executable, DRIVER, str(config),
+                            '--work-dir', str(tmp_path / 'work')], shapes))
+    assert rc == 1, out[-3000:]
+    assert 'Traceback' not in out
+    assert 'model.train_cfg.initial_epoch=1 counts the ATSS warm-up' in out
 
 
 @pytest.mark.parametrize(

@@ -248,3 +248,18 @@ def test_epoch_seed_hook_makes_epochs_draw_the_same_numbers():
 
     assert draws(1, 3) == draws(1, 7)
     assert draws(1, 3) != draws(2, 3)
+
+
+def test_the_replaced_mmengine_method_is_still_there():
+    """tood's CheckpointHook replaces mmengine's private
+    ``_save_checkpoint_with_step(runner, step, meta)``; mmengine is pinned
+    for it. A new mmengine that renamed or re-shaped the method would leave
+    ours uncalled and the checkpoints unsafe again: this says so."""
+    import inspect
+
+    import mmengine
+    from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
+    assert mmengine.__version__ == '0.10.7'
+    params = list(inspect.signature(
+        MMEngineCheckpointHook._save_checkpoint_with_step).parameters)
+    assert params == ['self', 'runner', 'step', 'meta']

@@ -10,10 +10,11 @@ import torch
 from mmengine.config import Config
 from tool_helpers import REPO, assert_ok, run_tool
 
-from tood.analysis.complexity import (build_detector, config_complexity,
+from tood.analysis.complexity import (config_complexity,
                                       count_complexity, eval_image_shape)
 from tood.analysis.results import (collect_run, markdown_table,
                                    training_seconds)
+from tood.apis import init_detector
 from tood.visualization import ScalarLog
 from tood.models.layers.dcn import ModulatedDeformConv2d
 
@@ -74,7 +75,7 @@ def test_config_complexity_pads_like_the_preprocessor():
     result = config_complexity(cfg, (60, 70))
     assert result.input_shape == (64, 96)
     assert result.params == sum(
-        p.numel() for p in build_detector(cfg).parameters())
+        p.numel() for p in init_detector(cfg, None, 'cpu').parameters())
     assert set(result.parts) == {'backbone', 'neck', 'bbox_head'}
     assert sum(result.parts.values()) == result.flops
     # FLOPs grow with the image area (the convs dominate)
@@ -89,7 +90,7 @@ def test_eval_image_shape():
 
 def test_paper_size_parameter_count():
     # whole TOOD R-50: about 32.2 M (published implementations)
-    model = build_detector(Config.fromfile(TOOD_1X))
+    model = init_detector(TOOD_1X, None, 'cpu')
     n = sum(p.numel() for p in model.parameters())
     assert abs(n - 32.2e6) < 0.1e6, n
 

@@ -47,17 +47,6 @@ def _deform_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs):
     return conv_flop_count(list(x_shape), list(w_shape), list(out_shape))
 
 
-def build_detector(cfg: Config) -> torch.nn.Module:
-    """The config's model in eval mode, without loading any pretrained
-    weights (their values do not change the counts)."""
-    from tood.registry import MODELS
-    from tood.utils import register_all_modules
-    register_all_modules()
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.pop('init_cfg', None)
-    return MODELS.build(model_cfg).eval()
-
-
 def pad_divisor(cfg: Config) -> int:
     return cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
 
@@ -111,9 +100,10 @@ def config_complexity(cfg: Config,
                       device: str = 'cpu') -> Complexity:
     """Build the config's model and count it at ``shape`` (H, W) padded
     like the data preprocessor pads, or at the config's test size."""
+    from tood.apis import init_detector
     shape = shape or eval_image_shape(cfg)
-    return count_complexity(
-        build_detector(cfg), padded(shape, pad_divisor(cfg)), device)
+    return count_complexity(init_detector(cfg, None, 'cpu'),
+                            padded(shape, pad_divisor(cfg)), device)
 
 
 def eval_image_shape(cfg: Config,

@@ -56,10 +56,16 @@ def init_detector(config: Union[str, Path, Config],
                   cfg_options: Optional[dict] = None) -> torch.nn.Module:
     """Build the detector of a config and load a checkpoint into it.
 
+    Every tool builds its detector here.
+
     Args:
         config: a config file or a loaded ``Config``.
         checkpoint: weights to load (through mmengine's ``load_checkpoint``
-            and our safe loader); None leaves the model untrained.
+            and our safe loader); None initialises them as training starts
+            (``init_weights``, without pretrained backbone weights) from
+            seed 0, so that two calls give the same untrained model (an
+            export and its verification, say) and the global random state
+            is left as it was.
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'`` or ``'auto'`` (CUDA if
             available).
         cfg_options: config overrides, as ``--cfg-options``.
@@ -91,6 +97,10 @@ def init_detector(config: Union[str, Path, Config],
     if checkpoint is not None:
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
         dataset_meta = ckpt.get('meta', {}).get('dataset_meta')
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model.init_weights()
     if not dataset_meta or not dataset_meta.get('classes'):
         num_classes = model.bbox_head.num_classes
         classes = _config_classes(cfg)

@@ -1,22 +1,19 @@
 """Deployment: ONNX export of whole detectors (pre- and post-processing
 included) and inference with ONNX Runtime (docs/deployment.md)."""
 from .onnx_export import (DEFAULT_OPSET, DEFORM_CONV_OPSET, FORMAT, MIN_OPSET,
-                          ExportableDetector, ExportError, build_detector,
-                          class_nms,
+                          ExportableDetector, ExportError,
                           custom_translations, default_input_shape,
                           deformable_modules, export_config, export_onnx,
                           resolve_opset)
 from .onnx_runtime import OnnxDetector, test_cfg_differences
-from .postprocess import nms_numpy, postprocess_numpy
 from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
                      compare_detections, verify_files, verify_onnx)
 
 __all__ = [
     'BOX_TOL', 'DEFAULT_OPSET', 'DEFORM_CONV_OPSET', 'FORMAT', 'MIN_OPSET',
     'SCORE_TOL', 'Comparison', 'Detections', 'ExportError',
-    'ExportableDetector', 'OnnxDetector', 'build_detector', 'class_nms',
-    'compare_detections', 'custom_translations', 'default_input_shape',
-    'deformable_modules', 'export_config', 'export_onnx', 'nms_numpy',
-    'postprocess_numpy', 'resolve_opset', 'test_cfg_differences',
+    'ExportableDetector', 'OnnxDetector', 'compare_detections',
+    'custom_translations', 'default_input_shape', 'deformable_modules',
+    'export_config', 'export_onnx', 'resolve_opset', 'test_cfg_differences',
     'verify_files', 'verify_onnx'
 ]

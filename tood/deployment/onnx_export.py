@@ -1,6 +1,9 @@
 """Export a TOOD detector to ONNX, pre- and post-processing included.
 
-The exported graph's contract (``docs/deployment.md`` has the long form):
+The exported graph is the detector's own data preprocessor, ``TOOD.network``
+and the post-processing of ``tood.models`` (``dense_predictions`` and
+``select_detections``), traced: nothing is written a second time for export.
+Its contract (``docs/deployment.md`` has the long form):
 
 Inputs
     ``image``        (B, H, W, 3) uint8, BGR as OpenCV loads it, already
@@ -11,10 +14,6 @@ Inputs
                      when the pipeline does not resize.
     ``ori_shape``    (B, 2) float32, (height, width) of the original image;
                      boxes are clipped to it.
-
-The graph casts to float, flips BGR to RGB, normalises with the data
-preprocessor's mean and std and pads right and bottom to the size divisor,
-exactly as ``DetDataPreprocessor`` does for one image.
 
 Outputs with NMS (``with_nms=True``), D = ``test_cfg.max_per_img``
     ``num_detections`` (B,) int64
@@ -28,14 +27,13 @@ Outputs without NMS, N priors of all levels (level after level, row-major)
     ``scores``           (B, N, K) float32 class probabilities
     ``boxes``            (B, N, 4) float32, original-image pixels, clipped
     ``priors_per_level`` (L,) int64, how many of the N priors each level has
-    ``tood.deployment.postprocess_numpy`` turns them into the detections the
-    NMS graph gives.
+    ``score_factors``    (B, N) float32, only for heads whose final score
+                         is sqrt(probability · factor) (ATSS's centerness)
+    ``OnnxDetector`` finishes them with ``select_detections``, the function
+    the NMS graph traces.
 
-The exporter is torch's ``dynamo=True`` one (``torch.export``): NMS is a
-custom op (``tood_export::class_nms``) translated to one ONNX
-``NonMaxSuppression`` node, its data-dependent output size is an unbacked
-symbol rather than a traced constant, and the TorchScript exporter is
-deprecated in torch 2.9+.
+The exporter is torch's ``dynamo=True`` one (``torch.export``): NMS is the
+op ``tood::class_nms``, translated to one ONNX ``NonMaxSuppression`` node.
 """
 import copy
 import json
@@ -49,6 +47,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from tood.errors import ConfigError
+from tood.models.task_modules import dense_predictions, select_detections
 
 # Opset of the exported graph without deformable convs; ONNX has had
 # GridSample (the T-Head's offset sampling) since 16 and the exporter's
@@ -59,8 +58,7 @@ DEFORM_CONV_OPSET = 19
 # GridSample (eq. 6's offset sampling) exists from opset 16.
 MIN_OPSET = 16
 # Format tag in the model's metadata; bump on a contract change.
-FORMAT = 'tood-detector/1'
-SUPPORTED_HEADS = ('TOODHead', 'ParallelHead')
+FORMAT = 'tood-detector/2'
 
 
 class ExportError(ConfigError):
@@ -70,60 +68,30 @@ class ExportError(ConfigError):
 
 
 # ---------------------------------------------------------------------- #
-# Class-aware NMS as a custom op with ONNX NonMaxSuppression semantics
+# ONNX translations of the ops the exporter has none for
 # ---------------------------------------------------------------------- #
-@torch.library.custom_op('tood_export::class_nms', mutates_args=())
-def class_nms(boxes: Tensor, scores: Tensor, max_per_class: int,
-              iou_threshold: float, score_threshold: float) -> Tensor:
-    """ONNX ``NonMaxSuppression`` in PyTorch, for eager runs of the export
-    wrapper; the ONNX graph gets the real operator.
-
-    Per image and class: boxes scoring above ``score_threshold``, greedy
-    NMS (suppressed when IoU > ``iou_threshold``), at most
-    ``max_per_class`` kept, best first.
-
-    Args:
-        boxes: (B, N, 4) x1 y1 x2 y2.
-        scores: (B, K, N).
-    Returns:
-        (M, 3) int64 rows (image, class, box index).
-    """
-    from torchvision.ops import nms
-    rows = []
-    for b in range(scores.size(0)):
-        for k in range(scores.size(1)):
-            keep = (scores[b, k] > score_threshold).nonzero().squeeze(1)
-            order = nms(boxes[b, keep], scores[b, k, keep],
-                        iou_threshold)[:max_per_class]
-            kept = keep[order]
-            rows.append(
-                torch.stack(
-                    [torch.full_like(kept, b),
-                     torch.full_like(kept, k), kept], 1))
-    if not rows:
-        return boxes.new_zeros((0, 3), dtype=torch.int64)
-    return torch.cat(rows)
-
-
-@class_nms.register_fake
-def _class_nms_fake(boxes: Tensor, scores: Tensor, max_per_class: int,
-                    iou_threshold: float, score_threshold: float) -> Tensor:
-    # How many boxes survive depends on the data: an unbacked size.
-    num = torch.library.get_ctx().new_dynamic_size()
-    return boxes.new_empty((num, 3), dtype=torch.int64)
-
-
-def _class_nms_onnx(boxes, scores, max_per_class: int, iou_threshold: float,
-                    score_threshold: float):
-    """onnxscript translation of ``class_nms``: one NonMaxSuppression."""
+def _class_nms_onnx(boxes, scores, labels, num_classes: int,
+                    iou_threshold: float, max_per_class: int):
+    """``tood::class_nms`` as ONNX: each candidate scores in its own
+    class's row only, so ONNX's per-class NonMaxSuppression is class-aware
+    NMS; its (image, class, box) rows become the (B, C) mask."""
     from onnxscript import opset18 as op
-    return op.NonMaxSuppression(
-        boxes,
-        scores,
-        op.Constant(value_ints=[max_per_class]),
+    classes = op.Reshape(
+        op.Range(op.Constant(value_int=0), op.Constant(value_int=num_classes),
+                 op.Constant(value_int=1)), op.Constant(value_ints=[1, -1, 1]))
+    per_class = op.Where(
+        op.Equal(op.Unsqueeze(labels, op.Constant(value_ints=[1])), classes),
+        op.Unsqueeze(scores, op.Constant(value_ints=[1])),
+        op.Constant(value_float=0.0))  # (B, K, C)
+    selected = op.NonMaxSuppression(
+        boxes, per_class, op.Constant(value_ints=[max_per_class]),
         op.Constant(value_floats=[iou_threshold]),
-        op.Constant(value_floats=[score_threshold]),
-        center_point_box=0)
+        op.Constant(value_floats=[0.0]), center_point_box=0)  # (M, 3)
+    pairs = op.Gather(selected, op.Constant(value_ints=[0, 2]), axis=1)
+    ones = op.Expand(op.Constant(value_floats=[1.0]),
+                     op.Shape(selected, start=0, end=1))
+    mask = op.ScatterND(op.ConstantOfShape(op.Shape(scores)), pairs, ones)
+    return op.Cast(mask, to=9)  # BOOL
 
 
 def _deform_conv2d_onnx(input, weight, offset, mask, bias, stride_h: int,
@@ -159,19 +127,19 @@ def deformable_modules(model: nn.Module) -> List[str]:
 # The exported module
 # ---------------------------------------------------------------------- #
 class ExportableDetector(nn.Module):
-    """A TOOD detector as one function of the ONNX contract (module
-    docstring): uint8 image in, detections (or per-prior outputs) out.
+    """A detector as one function of the ONNX contract (module docstring):
+    uint8 image in, detections (or per-prior outputs) out.
 
     The detector itself is left untouched: this wraps a copy on the CPU in
     float32 with channels-first weights, so a ``channels_last`` model
     exports the same graph as its NCHW twin.
 
     Args:
-        detector: a built TOOD (``extract_feat``, ``bbox_head`` with
-            ``strides``, ``num_classes`` and ``test_cfg``,
-            ``data_preprocessor``).
-        with_nms: include the post-processing (thresholds, NMS, top
-            ``max_per_img``); without it, per-prior outputs.
+        detector: a built TOOD (``data_preprocessor``, ``network`` and a
+            ``bbox_head`` with its ``criterion``, ``strides`` and
+            ``test_cfg``).
+        with_nms: include the selection and NMS; without them, per-prior
+            outputs.
     """
 
     def __init__(self, detector: nn.Module, with_nms: bool = True):
@@ -188,204 +156,67 @@ class ExportableDetector(nn.Module):
         self.detector = detector
         self.with_nms = with_nms
 
-        pre = detector.data_preprocessor
-        self.bgr_to_rgb = bool(getattr(pre, '_channel_conversion', False))
-        self.normalize = bool(getattr(pre, '_enable_normalize', False))
-        if self.normalize:
-            # (3, 1, 1) float32, the preprocessor's own tensors.
-            self.register_buffer('mean', pre.mean.detach().clone().float())
-            self.register_buffer('std', pre.std.detach().clone().float())
-        self.size_divisor = int(getattr(pre, 'pad_size_divisor', 1))
-        self.pad_value = float(getattr(pre, 'pad_value', 0))
-
-        head = detector.bbox_head
-        self.num_classes = int(head.num_classes)
-        self.strides = tuple(int(s) for s in head.strides)
-        cfg = head.test_cfg or {}
-        # Defaults as in predict_by_levels.
-        self.score_thr = float(cfg.get('score_thr', 0.05))
-        self.nms_pre = int(cfg.get('nms_pre', 1000))
-        self.iou_thr = float(cfg.get('nms', {}).get('iou_threshold', 0.6))
-        self.max_per_img = int(cfg.get('max_per_img', 100))
-        if self.nms_pre < 1 or self.max_per_img < 1:
-            raise ExportError(
-                'model.test_cfg.nms_pre and max_per_img must be positive to '
-                f'export, got {self.nms_pre} and {self.max_per_img}')
-
     @property
-    def test_cfg(self) -> dict:
-        """The post-processing settings baked into the graph."""
-        return dict(
-            score_thr=self.score_thr,
-            nms_pre=self.nms_pre,
-            nms=dict(iou_threshold=self.iou_thr),
-            max_per_img=self.max_per_img)
-
-    def preprocess(self, image: Tensor) -> Tensor:
-        """(B, H, W, 3) uint8 BGR -> (B, 3, H', W') float32 normalised,
-        padded right and bottom to multiples of the size divisor."""
-        x = image.permute(0, 3, 1, 2)
-        if self.bgr_to_rgb:
-            x = x.flip(1)
-        # Cast after the channel flip, as mmengine's preprocessor does; the
-        # arithmetic below is then the same float32 ops in the same order.
-        x = x.float()
-        if self.normalize:
-            x = (x - self.mean) / self.std
-        d = self.size_divisor
-        if d > 1:
-            pad_h = (d - x.shape[2] % d) % d
-            pad_w = (d - x.shape[3] % d) % d
-            x = nn.functional.pad(x, (0, pad_w, 0, pad_h),
-                                  value=self.pad_value)
-        return x
-
-    def head_outputs(self, image: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
-        """The head's per-level (B, K, h, w) probabilities and (B, 4, h, w)
-        boxes in stride units."""
-        feats = self.detector.extract_feat(self.preprocess(image))
-        cls_scores, bbox_preds = self.detector.bbox_head(feats)
-        return list(cls_scores), list(bbox_preds)
-
-    def _to_original(self, boxes: Tensor, scale_factor: Tensor,
-                     ori_shape: Tensor) -> Tensor:
-        """(B, M, 4) input pixels -> original pixels, clipped to the
-        original image, with the float32 ops of predict_by_levels."""
-        scale = torch.cat([scale_factor, scale_factor], 1).float()
-        boxes = boxes / scale[:, None, :]
-        hw = ori_shape.float()
-        limits = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], 1)
-        return torch.minimum(boxes.clamp(min=0), limits[:, None, :])
+    def head(self) -> nn.Module:
+        return self.detector.bbox_head
 
     def forward(self, image: Tensor, scale_factor: Tensor,
                 ori_shape: Tensor) -> Tuple[Tensor, ...]:
         """See the module docstring for the shapes."""
-        cls_scores, bbox_preds = self.head_outputs(image)
-        if not self.with_nms:
-            return self._per_prior(cls_scores, bbox_preds, scale_factor,
-                                   ori_shape)
-        return self._detections(cls_scores, bbox_preds, scale_factor,
-                                ori_shape)
-
-    def _per_prior(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                   scale_factor: Tensor,
-                   ori_shape: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        B = cls_scores[0].shape[0]
-        K = self.num_classes
-        scores = torch.cat(
-            [c.permute(0, 2, 3, 1).reshape(B, -1, K) for c in cls_scores], 1)
-        boxes = torch.cat([
-            b.permute(0, 2, 3, 1).reshape(B, -1, 4) * s
-            for b, s in zip(bbox_preds, self.strides)
-        ], 1)
-        boxes = self._to_original(boxes, scale_factor, ori_shape)
-        # The level sizes, so that a post-processor can apply nms_pre per
-        # level without knowing the network's stride arithmetic. Summing a
-        # row of ones keeps them tensors of the input's dynamic size.
+        inputs = self.detector.data_preprocessor(
+            dict(inputs=image.permute(0, 3, 1, 2)), False)['inputs']
+        cls_scores, bbox_preds, factors = self.head.criterion.predictions(
+            *self.detector.network(inputs))
+        scores, boxes, factors = dense_predictions(
+            cls_scores, bbox_preds, self.head.strides, scale_factor,
+            ori_shape, factors)
+        if self.with_nms:
+            level_sizes = [c.shape[-2] * c.shape[-1] for c in cls_scores]
+            return tuple(select_detections(scores, boxes, level_sizes,
+                                           self.head.test_cfg, factors))
+        # The level sizes, so that a runtime can select per level without
+        # knowing the network's stride arithmetic. Summing a map of ones
+        # keeps them tensors of the input's dynamic size.
         priors_per_level = torch.stack([
             torch.ones_like(c[0, 0], dtype=torch.int64).sum()
             for c in cls_scores
         ])
-        return scores, boxes, priors_per_level
-
-    def _detections(
-            self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-            scale_factor: Tensor,
-            ori_shape: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        B = cls_scores[0].shape[0]
-        K = self.num_classes
-        k = self.nms_pre
-        neg_inf = float('-inf')
-        cand_scores, cand_boxes, cand_labels = [], [], []
-        for cls, box, stride in zip(cls_scores, bbox_preds, self.strides):
-            # (B, h·w·K), prior-major as in predict_by_levels.
-            flat = cls.permute(0, 2, 3, 1).reshape(B, -1)
-            # The best nms_pre (prior, class) pairs of the level; those at
-            # or below score_thr are dropped by the NMS node's threshold,
-            # which is the same set as "above score_thr, then the best
-            # nms_pre". Padding with -inf keeps k a constant on levels
-            # with fewer than nms_pre pairs.
-            flat = torch.cat([flat, flat.new_full((B, k), neg_inf)], 1)
-            top, index = flat.topk(k, dim=1)
-            prior = torch.div(index, K, rounding_mode='floor')
-            per_prior = box.permute(0, 2, 3, 1).reshape(B, -1, 4)
-            # Zero rows for the padding entries' prior indices.
-            per_prior = torch.cat(
-                [per_prior, per_prior.new_zeros((B, k // K + 2, 4))], 1)
-            picked = per_prior.gather(1, prior[..., None].expand(-1, -1, 4))
-            cand_scores.append(top)
-            cand_boxes.append(picked * stride)
-            cand_labels.append(index % K)
-        scores = torch.cat(cand_scores, 1)  # (B, C)
-        boxes = self._to_original(
-            torch.cat(cand_boxes, 1), scale_factor, ori_shape)  # (B, C, 4)
-        labels = torch.cat(cand_labels, 1)  # (B, C)
-        num_cand = scores.shape[1]
-
-        # Class-aware NMS: each candidate scores only in its own class row,
-        # so ONNX's per-class NMS is exactly batched_nms. A class cannot
-        # contribute more than max_per_img to the final best max_per_img.
-        classes = torch.arange(K, device=labels.device)
-        per_class = torch.where(labels[:, None, :] == classes[None, :, None],
-                                scores[:, None, :],
-                                scores.new_full((), neg_inf))
-        selected = class_nms(boxes, per_class, self.max_per_img,
-                             self.iou_thr, self.score_thr)
-        img, cand = selected[:, 0], selected[:, 2]
-        kept = torch.full_like(scores, neg_inf).index_put(
-            (img, cand), scores[img, cand])
-
-        # The best max_per_img survivors per image, best first; padding
-        # makes k a constant however few candidates there are.
-        D = self.max_per_img
-        kept = torch.cat([kept, kept.new_full((B, D), neg_inf)], 1)
-        top, index = kept.topk(D, dim=1)
-        valid = top > neg_inf
-        index = index.clamp(max=num_cand - 1)
-        out_boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
-        out_boxes = torch.where(valid[..., None], out_boxes,
-                                out_boxes.new_zeros(()))
-        out_scores = torch.where(valid, top, top.new_zeros(()))
-        out_labels = torch.where(valid, labels.gather(1, index),
-                                 labels.new_full((), -1))
-        return valid.sum(1), out_boxes, out_scores, out_labels
+        outputs = (scores, boxes, priors_per_level)
+        return outputs if factors is None else outputs + (factors, )
 
 
 def check_exportable(detector: nn.Module) -> None:
-    """Raise ``ExportError`` for a model the exporter does not handle."""
+    """Raise ``ExportError`` for a model the exporter does not handle: it
+    needs the detector's data preprocessor, ``network`` and a head whose
+    training method says what inference ranks (``criterion.predictions``),
+    as every head of ``tood.models`` has."""
     head = getattr(detector, 'bbox_head', None)
-    name = type(head).__name__
-    if name not in SUPPORTED_HEADS:
+    needs = dict(data_preprocessor=detector, network=detector,
+                 criterion=head, test_cfg=head, strides=head)
+    missing = [name for name, owner in needs.items()
+               if not hasattr(owner, name)]
+    if not missing and not hasattr(head.criterion, 'predictions'):
+        missing = ['criterion.predictions']
+    if missing:
         raise ExportError(
-            f'ONNX export supports the heads {", ".join(SUPPORTED_HEADS)} '
-            f'(class probabilities and stride-unit boxes); this model has '
-            f'{name}, whose post-processing differs')
-    if not hasattr(detector, 'extract_feat') or not hasattr(
-            detector, 'data_preprocessor'):
-        raise ExportError('ONNX export needs a TOOD detector with '
-                          'extract_feat and a data_preprocessor')
+            f'ONNX export needs a detector built by tood.models; this '
+            f'{type(detector).__name__} lacks {", ".join(missing)}')
 
 
 # ---------------------------------------------------------------------- #
 # Export
 # ---------------------------------------------------------------------- #
 def _metadata(wrapper: ExportableDetector, dataset_meta: Optional[dict],
-              test_pipeline: Optional[Sequence[dict]],
-              dynamic: bool) -> Dict[str, str]:
-    """What a runtime needs besides the graph, as ONNX metadata strings."""
+              test_pipeline: Optional[Sequence[dict]]) -> Dict[str, str]:
+    """What a runtime needs besides the graph, as ONNX metadata strings:
+    the contract's version, whether NMS is inside, the class count and
+    names, the post-processing settings and the test pipeline."""
     meta = {
         'tood.format': FORMAT,
         'tood.with_nms': json.dumps(wrapper.with_nms),
-        'tood.dynamic': json.dumps(dynamic),
-        'tood.num_classes': json.dumps(wrapper.num_classes),
-        'tood.strides': json.dumps(list(wrapper.strides)),
-        'tood.test_cfg': json.dumps(wrapper.test_cfg),
-        'tood.size_divisor': json.dumps(wrapper.size_divisor),
-        'tood.bgr_to_rgb': json.dumps(wrapper.bgr_to_rgb),
+        'tood.num_classes': json.dumps(wrapper.head.num_classes),
+        'tood.test_cfg': json.dumps(wrapper.head.test_cfg.to_config()),
     }
-    if wrapper.normalize:
-        meta['tood.mean'] = json.dumps(wrapper.mean.flatten().tolist())
-        meta['tood.std'] = json.dumps(wrapper.std.flatten().tolist())
     if dataset_meta:
         meta['tood.classes'] = json.dumps(
             list(dataset_meta.get('classes') or ()))
@@ -415,7 +246,7 @@ def custom_translations() -> dict:
     and torchvision's deformable convolution."""
     import torchvision  # noqa: F401  (registers torchvision::deform_conv2d)
     return {
-        torch.ops.tood_export.class_nms.default: _class_nms_onnx,
+        torch.ops.tood.class_nms.default: _class_nms_onnx,
         torch.ops.torchvision.deform_conv2d.default: _deform_conv2d_onnx,
     }
 
@@ -513,8 +344,9 @@ def export_onnx(detector: nn.Module,
     else:
         inputs = example_inputs(shape, batch=1)
         dynamic_shapes = None
-    output_names = (['num_detections', 'boxes', 'scores', 'labels']
-                    if with_nms else ['scores', 'boxes', 'priors_per_level'])
+    output_names = ['num_detections', 'boxes', 'scores', 'labels'] \
+        if with_nms else ['scores', 'boxes', 'priors_per_level',
+                          'score_factors'][:_num_outputs(wrapper)]
     translations = custom_translations()
     with warnings.catch_warnings():
         if not verbose:
@@ -534,8 +366,8 @@ def export_onnx(detector: nn.Module,
     model = program.model_proto
     if dynamic:
         _name_dynamic_dims(model)
-    for key, value in _metadata(wrapper, dataset_meta, test_pipeline,
-                                dynamic).items():
+    for key, value in _metadata(wrapper, dataset_meta,
+                                test_pipeline).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
@@ -544,6 +376,13 @@ def export_onnx(detector: nn.Module,
         # By path: the checker then also handles models over 2 GB.
         onnx.checker.check_model(out_file, full_check=True)
     return out_file
+
+
+def _num_outputs(wrapper: ExportableDetector) -> int:
+    """How many outputs the wrapper returns (without NMS, 3 or 4 with
+    score factors), from a run on a small image."""
+    with torch.no_grad():
+        return len(wrapper(*example_inputs((64, 64))))
 
 
 def _name_dynamic_dims(model) -> None:
@@ -588,24 +427,6 @@ def default_input_shape(cfg) -> Optional[Tuple[int, int]]:
     return None
 
 
-def build_detector(config, checkpoint: Optional[str], cfg_options=None):
-    """``tood.apis.init_detector`` on the CPU; without a checkpoint the
-    weights are initialised from seed 0, so that an export and a later
-    verification of an untrained model see the same weights."""
-    import torch
-    from tood.apis import init_detector
-    if checkpoint is not None:
-        return init_detector(config, checkpoint, 'cpu', cfg_options)
-    state = torch.random.get_rng_state()
-    torch.manual_seed(0)
-    try:
-        model = init_detector(config, None, 'cpu', cfg_options)
-        model.init_weights()
-    finally:
-        torch.random.set_rng_state(state)
-    return model.eval()
-
-
 def export_config(config: Union[str, 'object'],
                   checkpoint: Optional[str],
                   out_file: str,
@@ -627,7 +448,8 @@ def export_config(config: Union[str, 'object'],
     Returns:
         ``out_file``.
     """
-    detector = build_detector(config, checkpoint, cfg_options)
+    from tood.apis import init_detector
+    detector = init_detector(config, checkpoint, 'cpu', cfg_options)
     cfg = detector.cfg
     dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
     pipeline = dataset.get('pipeline') or cfg.get('test_pipeline')

@@ -22,8 +22,9 @@ import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
+from tood.models.task_modules import TestCfg, select_detections
+
 from .onnx_export import FORMAT, ExportError
-from .postprocess import postprocess_numpy
 
 
 def _tuples(value):
@@ -58,20 +59,11 @@ def _providers(device: str) -> List[str]:
                      f'got {device!r}')
 
 
-def test_cfg_differences(exported: dict, wanted: dict) -> List[str]:
+def test_cfg_differences(exported: TestCfg, wanted: TestCfg) -> List[str]:
     """The post-processing settings in which ``wanted`` (a config's
     ``model.test_cfg``) differs from those baked into a graph."""
-    defaults = dict(score_thr=0.05, nms_pre=1000, max_per_img=100)
-    out = []
-    for key, default in defaults.items():
-        a, b = exported.get(key, default), wanted.get(key, default)
-        if float(a) != float(b):
-            out.append(f'{key}: exported {a}, config {b}')
-    a = exported.get('nms', {}).get('iou_threshold', 0.6)
-    b = (wanted.get('nms') or {}).get('iou_threshold', 0.6)
-    if float(a) != float(b):
-        out.append(f'nms.iou_threshold: exported {a}, config {b}')
-    return out
+    return [f'{key}: exported {a}, config {b}'
+            for key, a, b in zip(TestCfg._fields, exported, wanted) if a != b]
 
 
 class OnnxDetector:
@@ -94,8 +86,8 @@ class OnnxDetector:
         cfg: a ``Config`` with the test pipeline (for ``tood.apis``).
         dataset_meta: ``classes`` and ``palette``.
         with_nms: whether the graph returns detections (else per-prior
-            outputs that ``postprocess_numpy`` finishes).
-        test_cfg: the post-processing settings.
+            outputs that ``select_detections`` finishes here).
+        test_cfg: the post-processing settings (``TestCfg``).
     """
 
     def __init__(self,
@@ -118,7 +110,7 @@ class OnnxDetector:
                 f'{meta.get("tood.format")!r}, expected {FORMAT!r}); '
                 'export it with tools/deployment/export_onnx.py')
         self.with_nms = json.loads(meta['tood.with_nms'])
-        self.test_cfg = json.loads(meta['tood.test_cfg'])
+        self.test_cfg = TestCfg.from_config(json.loads(meta['tood.test_cfg']))
         self.num_classes = json.loads(meta['tood.num_classes'])
         classes = json.loads(meta.get('tood.classes', '[]'))
         palette = json.loads(meta.get('tood.palette', '[]'))
@@ -139,7 +131,7 @@ class OnnxDetector:
             self._check_config(cfg, onnx_file)
             if not self.with_nms:
                 # Post-processing runs here: the config's settings apply.
-                self.test_cfg = dict(cfg.model.get('test_cfg') or {})
+                self.test_cfg = TestCfg.from_config(cfg.model.get('test_cfg'))
             self.cfg = cfg
         else:
             if not pipeline:
@@ -166,8 +158,8 @@ class OnnxDetector:
                 f'{onnx_file} has {self.num_classes} classes, the config '
                 f'{num_classes}: pass the config it was exported from')
         if self.with_nms:
-            diff = test_cfg_differences(self.test_cfg,
-                                        dict(cfg.model.get('test_cfg') or {}))
+            diff = test_cfg_differences(
+                self.test_cfg, TestCfg.from_config(cfg.model.get('test_cfg')))
             if diff:
                 raise ExportError(
                     f'{onnx_file} has the post-processing built in and the '
@@ -220,9 +212,13 @@ class OnnxDetector:
             num, boxes, scores, labels = outputs
             n = int(num[0])
             return boxes[0, :n], scores[0, :n], labels[0, :n]
-        scores, boxes, priors_per_level = outputs
-        return postprocess_numpy(scores[0], boxes[0], priors_per_level,
-                                 self.test_cfg)
+        # Per-prior outputs: the selection and NMS the NMS graph traces.
+        scores, boxes, priors_per_level, *factors = map(torch.from_numpy,
+                                                        outputs)
+        found = select_detections(scores, boxes, priors_per_level.tolist(),
+                                  self.test_cfg, *factors).instances()[0]
+        return (found.bboxes.numpy(), found.scores.numpy(),
+                found.labels.numpy())
 
     def test_step(self, data: Dict) -> list:
         """``BaseModel.test_step`` for a collated batch of the test

@@ -174,15 +174,14 @@ def verify_files(config,
     Returns:
         Whether every image agreed (``Comparison.ok``).
     """
-    from tood.apis import find_images
-    from .onnx_export import build_detector
+    from tood.apis import find_images, init_detector
     from .onnx_runtime import OnnxDetector
 
     images = []
     for source in sources:
         images += find_images(source)
     images = images[:max_images]
-    model = build_detector(config, checkpoint, cfg_options)
+    model = init_detector(config, checkpoint, 'cpu', cfg_options)
     detector = OnnxDetector(onnx_file, config, cfg_options, device='cpu')
     results = verify_onnx(model, detector, images, box_tol, score_tol, log)
     bad = sum(not r.ok for r in results)

@@ -56,34 +56,6 @@ def check_required_keys(cfg: Config, stage: str) -> None:
             'differs.')
 
 
-def check_warmup_can_end(cfg: Config) -> None:
-    """Raise :class:`ConfigError` when training would never leave TOOD's
-    ATSS warm-up: one counted in epochs (``model.train_cfg.initial_epoch``)
-    under an iteration-based loop, which runs as a single epoch.
-
-    Only configs whose model has a warm-up (an ``initial_assigner`` in
-    ``model.train_cfg``) and no ``initial_iter`` are concerned.
-    """
-    loop = cfg.get('train_cfg') or {}
-    iteration_based = (loop.get('type') == 'IterBasedTrainLoop'
-                       or loop.get('by_epoch') is False)
-    warmup = (cfg.get('model') or {}).get('train_cfg') or {}
-    if (not iteration_based or 'initial_assigner' not in warmup
-            or warmup.get('initial_iter') is not None
-            or warmup.get('initial_epoch') == 0):
-        return
-    epochs = warmup.get('initial_epoch')
-    setting = ('model.train_cfg.initial_epoch (not set: the head\'s '
-               'default number of epochs)' if epochs is None else
-               f'model.train_cfg.initial_epoch={epochs}')
-    raise ConfigError(
-        f'{setting} counts the ATSS warm-up in epochs, but train_cfg is an '
-        f"iteration-based loop ({loop.get('type', 'by_epoch=False')}), "
-        'which runs as a single epoch: the warm-up would never end. Set '
-        'model.train_cfg.initial_iter to the number of warm-up iterations, '
-        'or model.train_cfg.initial_epoch=0 for none.')
-
-
 # ---------------------------------------------------------------------- #
 # Where each module of a config is built from
 # ---------------------------------------------------------------------- #
@@ -95,8 +67,10 @@ class Module(NamedTuple):
         registry: the registry its builder looks the type up in.
         cfg: the dict itself.
         injected: arguments the code that builds it passes itself, so the
-            config need not give them; None when they are not known, and
-            missing required keys are then not reported.
+            config need not give them; None when they are not known (what
+            mmengine's runner passes to the loops, samplers and backends it
+            builds, or a parent module to its children), and missing
+            required keys are then not reported.
     """
     path: str
     registry: Registry
@@ -107,12 +81,6 @@ class Module(NamedTuple):
 # Keys under which modules are built from TASK_UTILS (MMDetection's names).
 TASK_UTIL_KEYS = ('assigner', 'initial_assigner', 'sampler', 'bbox_coder',
                   'prior_generator', 'anchor_generator')
-# What the runner passes to what it builds, beside the config's keys.
-_RUNNER_INJECTS = {
-    'loop': ('runner', 'dataloader', 'evaluator'),
-    'data sampler': ('dataset', 'sampler', 'batch_size'),
-    'vis_backend': ('save_dir', ),
-}
 # Registries whose classes receive a config's keys as they are; for the
 # others (optimizer wrappers and their constructors' paramwise keys, the
 # optimizer's params, schedulers' convert_to_iter_based, visualizers,
@@ -131,15 +99,14 @@ def _one(node: Any, path: str, registry: Registry,
         yield Module(path, registry, node, injected)
 
 
-def _each(node: Any, path: str, registry: Registry) -> Iterator[Module]:
+def _each(node: Any, path: str, registry: Registry,
+          injected: Optional[Sequence[str]] = ()) -> Iterator[Module]:
     """A module or a list of modules at ``path``."""
     if isinstance(node, (list, tuple)):
         for i, item in enumerate(node):
-            yield from _one(item, f'{path}.{i}', registry,
-                            _RUNNER_INJECTS.get(registry.name, ()))
+            yield from _one(item, f'{path}.{i}', registry, injected)
     else:
-        yield from _one(node, path, registry,
-                        _RUNNER_INJECTS.get(registry.name, ()))
+        yield from _one(node, path, registry, injected)
 
 
 def _model_modules(node: Any, path: str, depth: int) -> Iterator[Module]:
@@ -214,8 +181,7 @@ def config_modules(cfg: dict) -> Iterator[Module]:
         elif key.endswith('_dataloader') and isinstance(value, dict):
             for sampler in ('sampler', 'batch_sampler'):
                 yield from _one(value.get(sampler), f'{key}.{sampler}',
-                                tood_registry.DATA_SAMPLERS,
-                                _RUNNER_INJECTS['data sampler'])
+                                tood_registry.DATA_SAMPLERS, None)
             yield from _one(value.get('collate_fn'), f'{key}.collate_fn',
                             mmengine_registry.FUNCTIONS, None)
             yield from _dataset_modules(value.get('dataset'),
@@ -238,14 +204,14 @@ def config_modules(cfg: dict) -> Iterator[Module]:
         elif key == 'param_scheduler':
             yield from _each(value, key, tood_registry.PARAM_SCHEDULERS)
         elif key in ('train_cfg', 'val_cfg', 'test_cfg'):
-            yield from _one(value, key, tood_registry.LOOPS,
-                            _RUNNER_INJECTS['loop'])
+            yield from _one(value, key, tood_registry.LOOPS, None)
         elif key == 'visualizer' and isinstance(value, dict):
             yield from _one(value, key, tood_registry.VISUALIZERS, None)
             yield from _each(value.get('vis_backends'),
-                             f'{key}.vis_backends', tood_registry.VISBACKENDS)
+                             f'{key}.vis_backends', tood_registry.VISBACKENDS,
+                             None)
         elif key == 'vis_backends':
-            yield from _each(value, key, tood_registry.VISBACKENDS)
+            yield from _each(value, key, tood_registry.VISBACKENDS, None)
         elif key == 'log_processor':
             yield from _one(value, key, tood_registry.LOG_PROCESSORS, None)
         elif key == 'model_wrapper_cfg':

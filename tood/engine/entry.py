@@ -11,6 +11,7 @@ import sys
 from typing import Callable, Optional, Sequence, TypeVar
 
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from tood.errors import ConfigError
@@ -20,8 +21,7 @@ from .checkpoint import setup_checkpoint_io
 from .compile import setup_compile
 from .config import (dataset_missing_message, drop_disabled_hooks,
                      missing_dataset_files)
-from .config_check import (check_config, check_required_keys,
-                           check_warmup_can_end)
+from .config_check import check_config, check_required_keys
 from .distributed import setup_cpu_distributed, shutdown_distributed
 from .errors import exit_if_user_error
 
@@ -38,18 +38,33 @@ DATASET_STAGES = {
 def check_before_build(cfg: Config, stage: str) -> None:
     """Exit with a message, before anything is built, when ``cfg`` cannot
     run ``stage``: a required key is missing, a module type is unknown or
-    has a key its class does not take, training would never leave the
-    warm-up, or the dataset files are not where the config says."""
+    has a key its class does not take, or the dataset files are not where
+    the config says."""
     try:
         check_required_keys(cfg, stage)
         check_config(cfg)
-        if stage == 'train':
-            check_warmup_can_end(cfg)
     except ConfigError as error:
         sys.exit(str(error))
     missing = missing_dataset_files(cfg, DATASET_STAGES[stage](cfg))
     if missing:
         sys.exit(dataset_missing_message(cfg, missing))
+
+
+def check_warmup_can_end(runner: Runner) -> None:
+    """Raise :class:`ConfigError` when training would never leave a
+    warm-up: each training method of the model that has one
+    (``warmup_problem``, TOOD's ``TaskAlignedCriterion``) is asked whether
+    it ends under the run's train loop."""
+    loop = runner.cfg.get('train_cfg') or {}
+    iteration_based = (loop.get('type') == 'IterBasedTrainLoop'
+                       or loop.get('by_epoch') is False)
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    for module in model.modules():
+        ask = getattr(module, 'warmup_problem', None)
+        problem = ask(iteration_based) if callable(ask) else None
+        if problem:
+            raise ConfigError(problem)
 
 
 def run_tool(cfg: Config,
@@ -65,10 +80,11 @@ def run_tool(cfg: Config,
     (:func:`check_before_build`); checkpoints are loaded safely from here
     on (``setup_checkpoint_io``); without CUDA, ``--launcher pytorch``
     becomes gloo DDP on the CPU (``setup_cpu_distributed``); the runner is
-    built and ``action`` run. An error the user can fix (``tood.errors``)
-    ends the process with its message, also written to the log; any other
-    keeps its traceback. The process group, if any, is shut down at the
-    end either way.
+    built, a training run's warm-up asked whether it can end
+    (:func:`check_warmup_can_end`), and ``action`` run. An error the user
+    can fix (``tood.errors``) ends the process with its message, also
+    written to the log; any other keeps its traceback. The process group,
+    if any, is shut down at the end either way.
 
     Args:
         cfg: the config with the tool's edits (``cfg.launcher`` set).
@@ -99,6 +115,8 @@ def run_tool(cfg: Config,
     finished = False
     try:
         runner = Runner.from_cfg(cfg)
+        if stage == 'train':
+            check_warmup_can_end(runner)
         for line in filter(None, log_lines):
             runner.logger.info(line)
         result = action(runner)

@@ -74,21 +74,21 @@ def measure(config: str,
     """One configuration measured; returns the numbers as a dict."""
     import onnxruntime as ort
 
-    from tood.deployment import (Detections, build_detector,
-                                 compare_detections, default_input_shape,
-                                 export_onnx)
+    from tood.apis import init_detector
+    from tood.deployment import (Detections, compare_detections,
+                                 default_input_shape, export_onnx)
     from tood.structures import DetDataSample
 
     options = dict(cfg_options or {})
     if score_thr is not None:
         options['model.test_cfg.score_thr'] = score_thr
-    model = build_detector(config, checkpoint, options)
+    model = init_detector(config, checkpoint, 'cpu', options)
     shape = tuple(shape or default_input_shape(model.cfg) or (800, 1333))
     image = _input_image(image_path, shape)
     h, w = shape
     onnx_file = osp.join(
         work_dir, f'{osp.splitext(osp.basename(config))[0]}_{h}x{w}_'
-        f'thr{model.bbox_head.test_cfg.get("score_thr")}.onnx')
+        f'thr{model.bbox_head.test_cfg.score_thr}.onnx')
     start = time.perf_counter()
     export_onnx(
         model, onnx_file, shape=shape, dataset_meta=model.dataset_meta)
@@ -141,7 +141,7 @@ def measure(config: str,
         config=config,
         checkpoint=checkpoint or 'none (seed 0)',
         input=f'{h}x{w}',
-        score_thr=model.bbox_head.test_cfg.get('score_thr'),
+        score_thr=model.bbox_head.test_cfg.score_thr,
         detections=check.num_ref,
         same_detections=check.ok,
         threads=threads,

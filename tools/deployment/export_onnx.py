@@ -8,7 +8,8 @@ The graph takes the image after the config's test-pipeline resize as
 uint8 BGR (B, H, W, 3), with its ``scale_factor`` (B, 2) and the original
 ``ori_shape`` (B, 2), and returns ``num_detections``, ``boxes``, ``scores``
 and ``labels`` after class-aware NMS (``--no-nms``: per-prior ``scores``,
-``boxes`` and ``priors_per_level`` for ``tood.deployment.postprocess_numpy``).
+``boxes`` and ``priors_per_level``, which ``tood.deployment.OnnxDetector``
+finishes with the same post-processing).
 docs/deployment.md has the full contract. CHECKPOINT ``none`` exports the
 untrained model, to check that a config exports.
 """

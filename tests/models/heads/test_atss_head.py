@@ -4,8 +4,8 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from tood.models.task_modules import (ATSSAssigner, Priors, grid_points,
-                                     square_anchors)
+from tood.models.task_modules import (ATSSAssigner, Priors, decode_level,
+                                     grid_points, square_anchors)
 from tood.registry import MODELS
 from tood.structures import DetDataSample, PaddedGT, centerness
 
@@ -87,10 +87,12 @@ def test_paper_size_parameter_count():
     assert n == 2 * tower + outputs + 5
 
 
-def test_decode_zero_deltas_gives_the_anchor():
+def test_zero_deltas_give_the_anchor():
     head = make_head()
-    zeros = [torch.zeros(1, 4, 2, 3)]
-    boxes = head.decode(zeros)[0]
+    torch.nn.init.zeros_(head.atss_reg.weight)
+    torch.nn.init.zeros_(head.atss_reg.bias)
+    _, boxes, _ = head.forward_single(torch.randn(1, 8, 2, 3),
+                                      head.scales[0])
     # anchor of side 8 strides centred on the prior point (j, i)
     assert boxes[0, :, 1, 2].tolist() == [2 - 4, 1 - 4, 2 + 4, 1 + 4]
 
@@ -110,6 +112,11 @@ def encode(box):
         torch.log((box[2] - box[0]) / side) / 0.2,
         torch.log((box[3] - box[1]) / side) / 0.2
     ], -1)
+
+
+def boxes_of(deltas):
+    """Per level (1, 4, H, W) deltas -> the boxes the head outputs."""
+    return [decode_level(d, 'anchor_based', 8) for d in deltas]
 
 
 def to_levels(flat):
@@ -138,7 +145,8 @@ def zeros(channels):
 
 def test_loss_on_hand_made_outputs():
     head = make_head()
-    losses = head.loss_by_feat(zeros(3), to_levels(encode(GT[0])), zeros(1),
+    losses = head.loss_by_feat(zeros(3), boxes_of(to_levels(encode(GT[0]))),
+                               zeros(1),
                                [sample(GT, [2])])
     # every positive box is the GT: GIoU loss 0
     assert losses['loss_bbox'].item() == pytest.approx(0, abs=1e-5)
@@ -166,7 +174,7 @@ def test_bbox_loss_weighted_by_centerness():
     # (72x56 boxes overlapping 64x56; the enclosing box is their union)
     shifted = [GT[0][0] + 8, GT[0][1], GT[0][2] + 8, GT[0][3]]
     deltas[first] = encode(shifted)[first]
-    losses = head.loss_by_feat(zeros(3), to_levels(deltas), zeros(1),
+    losses = head.loss_by_feat(zeros(3), boxes_of(to_levels(deltas)), zeros(1),
                                [sample(GT, [0])])
     weights = centerness(points[fg], torch.tensor(GT[0]))
     w_first = centerness(points[first], torch.tensor(GT[0]))
@@ -202,7 +210,7 @@ def logit(p):
 
 def test_predict_score_is_geometric_mean_with_centerness():
     head = make_head()
-    reg = to_levels(encode(GT[0]))
+    reg = boxes_of(to_levels(encode(GT[0])))
     cls = [torch.full_like(c, logit(0.64)) for c in zeros(3)]
     ctr = [torch.full_like(c, logit(0.25)) for c in zeros(1)]
     result = head.predict_by_feat(cls, reg, ctr, [sample(GT, [0]).metainfo])

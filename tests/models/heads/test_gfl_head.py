@@ -5,8 +5,8 @@ import torch
 from mmengine.structures import InstanceData
 
 from tood.models.heads.gfl_head import Integral
-from tood.models.task_modules import (ATSSAssigner, Priors, grid_points,
-                                     square_anchors)
+from tood.models.task_modules import (ATSSAssigner, Priors, decode_level,
+                                     grid_points, square_anchors)
 from tood.registry import MODELS
 from tood.structures import DetDataSample, PaddedGT, box_iou
 
@@ -93,10 +93,11 @@ def test_module_names_and_output_shapes():
             'integral.project'} <= names
     g = torch.Generator().manual_seed(0)
     feats = [torch.randn(2, 8, h, w, generator=g) for h, w in SIZES]
-    cls, reg = head(feats)
-    for (h, w), c, r in zip(SIZES, cls, reg):
+    cls, reg, dist = head(feats)
+    for (h, w), c, r, d in zip(SIZES, cls, reg, dist):
         assert c.shape == (2, 3, h, w)
-        assert r.shape == (2, 4 * (R + 1), h, w)
+        assert r.shape == (2, 4, h, w)
+        assert d.shape == (2, 4 * (R + 1), h, w)
 
 
 def test_paper_size_parameter_count():
@@ -108,9 +109,22 @@ def test_paper_size_parameter_count():
     assert n == 2 * tower + outputs + 5
 
 
-def test_decode_uniform_distribution():
+def with_boxes(head, distributions):
+    """The head's (boxes, distributions) outputs for per-level (1, 4·(R+1),
+    H, W) distribution logits."""
+    boxes = [
+        decode_level(head.integral(d.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                     'anchor_free') for d in distributions
+    ]
+    return boxes, distributions
+
+
+def test_uniform_distributions_give_boxes_of_8_strides():
     head = make_head()
-    boxes = head.decode([torch.zeros(1, 4 * (R + 1), 2, 3)])[0]
+    torch.nn.init.zeros_(head.gfl_reg.weight)
+    torch.nn.init.zeros_(head.gfl_reg.bias)
+    _, boxes, _ = head.forward_single(torch.randn(1, 8, 2, 3),
+                                      head.scales[0])
     # mean distance 8 strides on every side of the point (j, i) = (2, 1)
     assert boxes[0, :, 1, 2].tolist() == pytest.approx([-6, -7, 10, 9])
 
@@ -141,7 +155,8 @@ def exact_distributions():
 def test_loss_of_an_exact_prediction():
     head = make_head()
     cls = to_levels(torch.zeros(num_priors(), 3))
-    losses = head.loss_by_feat(cls, exact_distributions(), [sample(GT, [1])])
+    losses = head.loss_by_feat(cls, *with_boxes(head, exact_distributions()),
+                               [sample(GT, [1])])
     # boxes equal to the GT and their distributions on the right bins
     assert losses['loss_bbox'].item() == pytest.approx(0, abs=1e-5)
     assert losses['loss_dfl'].item() == pytest.approx(0, abs=1e-5)
@@ -156,7 +171,7 @@ def test_dfl_of_uniform_distributions():
     head = make_head()
     cls = to_levels(torch.zeros(num_priors(), 3))
     reg = to_levels(torch.zeros(num_priors(), 4 * (R + 1)))
-    losses = head.loss_by_feat(cls, reg, [sample(GT, [0])])
+    losses = head.loss_by_feat(cls, *with_boxes(head, reg), [sample(GT, [0])])
     # -(w_l + w_r) log(1/17) on every side; equal weights: weight 0.25
     assert losses['loss_dfl'].item() == pytest.approx(
         0.25 * math.log(R + 1), rel=1e-5)
@@ -166,7 +181,7 @@ def test_quality_target_is_the_iou():
     head = make_head()
     cls = to_levels(torch.zeros(num_priors(), 3))
     reg = to_levels(torch.zeros(num_priors(), 4 * (R + 1)))
-    losses = head.loss_by_feat(cls, reg, [sample(GT, [1])])
+    losses = head.loss_by_feat(cls, *with_boxes(head, reg), [sample(GT, [1])])
     # uniform distributions: each positive predicts its point ± 8 strides
     points, strides, fg = atss_positives()
     half = 8 * strides[fg, None]
@@ -202,7 +217,8 @@ def test_no_gts_and_gradients():
 def test_predict_uses_the_class_probability():
     head = make_head()
     cls = to_levels(torch.full((num_priors(), 3), math.log(0.3 / 0.7)))
-    results = head.predict_by_feat(cls, exact_distributions(),
+    results = head.predict_by_feat(cls,
+                                   *with_boxes(head, exact_distributions()),
                                    [sample(GT, [0]).metainfo])
     r = results[0]
     # every box is the GT: one detection per class survives NMS

@@ -46,6 +46,12 @@ class CheckpointHook(MMEngineCheckpointHook):
     * ``--resume`` of a checkpoint written with an ``EMAHook`` by a run
       without one continues from the raw weights, not the averaged ones
       (:meth:`after_load_checkpoint`).
+
+    The first two replace mmengine's private ``_save_checkpoint_with_step``
+    (no public method saves in between deciding and retiring), which is
+    why ``mmengine`` is pinned to 0.10.7 (``requirements.txt``);
+    ``tests/engine/test_faults.py`` checks the method still has the
+    signature replaced here.
     """
 
     def before_train(self, runner) -> None:
@@ -69,7 +75,8 @@ class CheckpointHook(MMEngineCheckpointHook):
         fine-tuning (``load_from`` without resume) keeps the averaged
         weights.
         """
-        if not runner._resume or 'ema_state_dict' not in checkpoint or any(
+        if not runner.cfg.get('resume') or \
+                'ema_state_dict' not in checkpoint or any(
                 isinstance(hook, MMEngineEMAHook) for hook in runner.hooks):
             return
         state = checkpoint['state_dict']

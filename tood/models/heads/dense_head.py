@@ -1,6 +1,7 @@
 """What every dense head of the package shares: the checks of its
-arguments at build time, and MMDetection's entry points (``loss``,
-``predict``) on top of the head's own ``forward``.
+arguments at build time, the run over the pyramid levels, and MMDetection's
+entry points (``loss``, ``predict``), which hand the outputs to the head's
+training method and to the one post-processing.
 
 Shapes: B images, K classes, H×W one pyramid level.
 """
@@ -13,20 +14,19 @@ from torch import Tensor
 from tood.errors import check_value
 from tood.structures import DetDataSample
 
-from ..task_modules import detections_from_levels
+from ..task_modules import TestCfg, detections_from_levels
 
 
 class DenseHead(BaseModule):
     """A head that predicts on every cell of every pyramid level.
 
-    A subclass defines ``forward_single(x, scale)``, its outputs on one
-    level given that level's ``Scale`` (``self.scales``, one per stride);
-    ``forward`` runs it on every level. ``loss`` and ``predict`` pass the
-    per-level outputs on to ``loss_by_feat`` and ``predict_by_feat``, whose
-    defaults serve the heads trained with Task-aligned Learning: outputs
-    (B, K, H, W) class probabilities and (B, 4, H, W) boxes in stride
-    units, and a ``criterion`` (``TaskAlignedCriterion``) built when there
-    is a ``train_cfg``. Heads with other outputs (ATSS, GFL) override both.
+    A subclass holds its layers, defines ``forward_single(x, scale)``, its
+    outputs on one level given that level's ``Scale`` (``self.scales``,
+    one per stride), and builds its training method as ``self.criterion``
+    (``tood.models.criteria``). ``forward`` runs ``forward_single`` on every
+    level; the losses are ``criterion(*outputs, data_samples)`` and the
+    detections the post-processing of ``criterion.predictions(*outputs)``,
+    for every head alike.
 
     Args:
         num_classes, in_channels, feat_channels, stacked_convs, anchor_type,
@@ -58,7 +58,8 @@ class DenseHead(BaseModule):
                         f'a divisor of feat_channels ({feat_channels})',
                         groups)
         self.num_classes, self.anchor_type = num_classes, anchor_type
-        self.strides, self.test_cfg = tuple(strides), test_cfg or {}
+        self.strides = tuple(strides)
+        self.test_cfg = TestCfg.from_config(test_cfg)
 
     def forward(self, feats: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
         """Run ``forward_single(x, scale)`` on every pyramid level.
@@ -88,12 +89,19 @@ class DenseHead(BaseModule):
         return self.predict_by_feat(
             *self(feats), [s.metainfo for s in data_samples], rescale=rescale)
 
-    def loss_by_feat(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
-                     data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
-        return self.criterion(cls_scores, bbox_preds, data_samples)
+    def loss_by_feat(self, *outputs_and_samples) -> Dict[str, Tensor]:
+        """The losses of the head's per-level outputs (as ``forward``
+        returns them) followed by the batch's data samples."""
+        return self.criterion(*outputs_and_samples)
 
-    def predict_by_feat(self, cls_scores: List[Tensor],
-                        bbox_preds: List[Tensor], batch_img_metas: List[dict],
+    def predict_by_feat(self, *outputs_and_metas,
                         rescale: bool = True) -> List[InstanceData]:
+        """The detections of the head's per-level outputs followed by the
+        images' metainfo (``scale_factor``, ``ori_shape``, ``img_shape``),
+        in original-image pixels with ``rescale``."""
+        *outputs, batch_img_metas = outputs_and_metas
+        cls_scores, bbox_preds, factors = self.criterion.predictions(
+            *outputs)
         return detections_from_levels(cls_scores, bbox_preds, self.strides,
-                                      batch_img_metas, self.test_cfg, rescale)
+                                      batch_img_metas, self.test_cfg, rescale,
+                                      factors)

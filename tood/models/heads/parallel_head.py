@@ -15,8 +15,9 @@ from torch import Tensor
 
 from tood.registry import MODELS
 
-from ..layers import conv_tower, init_tower
-from ..task_modules import TaskAlignedCriterion, decode_level
+from ..criteria import TaskAlignedCriterion
+from ..layers import ConvTower
+from ..task_modules import decode_level
 from .dense_head import DenseHead
 
 
@@ -62,22 +63,21 @@ class ParallelHead(DenseHead):
                          test_cfg, init_cfg)
         self.anchor_scale = anchor_scale
         self.bbox_coder_stds = tuple(bbox_coder_stds)
-        if train_cfg:
-            self.criterion = TaskAlignedCriterion(
-                num_classes, strides, anchor_scale, train_cfg,
-                initial_loss_cls, loss_cls, loss_bbox)
+        self.criterion = TaskAlignedCriterion(
+            num_classes, strides, anchor_scale, train_cfg, initial_loss_cls,
+            loss_cls, loss_bbox)
         # ATSS's layers and names, without the centerness branch.
-        self.cls_convs = conv_tower(in_channels, feat_channels, stacked_convs,
-                                    norm_cfg)
-        self.reg_convs = conv_tower(in_channels, feat_channels, stacked_convs,
-                                    norm_cfg)
+        self.cls_convs = ConvTower(in_channels, feat_channels, stacked_convs,
+                                   norm_cfg)
+        self.reg_convs = ConvTower(in_channels, feat_channels, stacked_convs,
+                                   norm_cfg)
         self.atss_cls = nn.Conv2d(feat_channels, num_classes, 3, padding=1)
         self.atss_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in self.strides])
 
     def init_weights(self) -> None:
-        init_tower(self.cls_convs)
-        init_tower(self.reg_convs)
+        self.cls_convs.init_weights()
+        self.reg_convs.init_weights()
         normal_init(self.atss_cls, std=0.01, bias=bias_init_with_prob(0.01))
         normal_init(self.atss_reg, std=0.01)
 

@@ -18,8 +18,9 @@ from torch import Tensor
 from tood.errors import check_value
 from tood.registry import MODELS
 
+from ..criteria import TaskAlignedCriterion
 from ..layers import ModulatedDeformConv2d
-from ..task_modules import TaskAlignedCriterion, decode_level
+from ..task_modules import decode_level
 from .dense_head import DenseHead
 
 # Initial classification bias: a prior probability of 0.01 (focal-loss init).
@@ -148,8 +149,7 @@ class TOODHead(DenseHead):
             (eq. 5, 7) and the offset sampling (eq. 6, 8).
         initial_loss_cls, loss_cls, loss_bbox, train_cfg: Task-aligned
             Learning's, see ``TaskAlignedCriterion``.
-        test_cfg: ``nms_pre``, ``score_thr``, ``nms.iou_threshold``,
-            ``max_per_img``.
+        test_cfg: the post-processing's, see ``TestCfg``.
     """
 
     def __init__(
@@ -178,10 +178,11 @@ class TOODHead(DenseHead):
         self.anchor_scale, self.bbox_coder_stds = anchor_scale, tuple(
             bbox_coder_stds)
         self.use_cls_prob, self.use_reg_offset = use_cls_prob, use_reg_offset
-        if train_cfg:
-            self.criterion = TaskAlignedCriterion(
-                num_classes, strides, anchor_scale, train_cfg,
-                initial_loss_cls, loss_cls, loss_bbox)
+        # Task-aligned Learning (Sec. 3.2): the losses, and what inference
+        # ranks (the aligned scores and boxes as they are).
+        self.criterion = TaskAlignedCriterion(
+            num_classes, strides, anchor_scale, train_cfg, initial_loss_cls,
+            loss_cls, loss_bbox)
 
         # Eq. (1): N stacked conv-GN-ReLU, each on the previous output.
         self.inter_convs = nn.ModuleList([ConvModule(

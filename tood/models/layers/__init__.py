@@ -1,4 +1,4 @@
-from .conv_tower import conv_tower, init_tower
+from .conv_tower import ConvTower
 from .dcn import ModulatedDeformConv2d, build_conv
 
-__all__ = ['ModulatedDeformConv2d', 'build_conv', 'conv_tower', 'init_tower']
+__all__ = ['ConvTower', 'ModulatedDeformConv2d', 'build_conv']

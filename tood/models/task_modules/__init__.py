@@ -1,11 +1,13 @@
-"""What the dense heads share beneath their layers: the priors, the
-assigners, Task-aligned Learning's criterion and the post-processing."""
+"""What the dense heads share beneath their layers and training methods:
+the priors, the assigners and the post-processing."""
 from .assigners import AssignResult, ATSSAssigner, TaskAlignedAssigner
-from .postprocess import detections_from_levels
+from .postprocess import (PaddedDetections, TestCfg, class_nms, dense_predictions,
+                          detections_from_levels, select_detections)
 from .priors import (Priors, decode_level, grid_points, levels_to_priors,
                      make_priors, square_anchors)
-from .task_aligned_criterion import TaskAlignedCriterion
 
-__all__ = ['AssignResult', 'ATSSAssigner', 'Priors', 'TaskAlignedAssigner',
-           'TaskAlignedCriterion', 'decode_level', 'detections_from_levels',
-           'grid_points', 'levels_to_priors', 'make_priors', 'square_anchors']
+__all__ = ['AssignResult', 'ATSSAssigner', 'PaddedDetections', 'Priors',
+           'TaskAlignedAssigner', 'TestCfg', 'class_nms', 'decode_level',
+           'dense_predictions', 'detections_from_levels', 'grid_points',
+           'levels_to_priors', 'make_priors', 'select_detections',
+           'square_anchors']

@@ -3,7 +3,7 @@ training progress comes from mmengine's MessageHub."""
 import pytest
 
 from tood.errors import ConfigError
-from tood.models.task_modules import TaskAlignedCriterion
+from tood.models.criteria import TaskAlignedCriterion
 
 TRAIN_CFG = dict(
     initial_epoch=2,
@@ -35,7 +35,7 @@ def test_initial_iter_takes_precedence(set_epoch):
 def test_a_single_epoch_warns_that_it_never_switches(set_epoch, monkeypatch):
     # IterBasedTrainLoop: one epoch, forever epoch 0 (tools/train.py stops
     # such a run before it starts; see the engine's config checks).
-    from tood.models.task_modules import task_aligned_criterion
+    from tood.models.criteria import task_aligned as task_aligned_criterion
     logged = []
     monkeypatch.setattr(task_aligned_criterion, 'print_log',
                         lambda msg, **kwargs: logged.append(msg))

@@ -4,22 +4,24 @@ and losses of a dense head, with the ATSS warm-up that comes first.
 A head that predicts class probabilities and boxes on the prior grid holds
 one ``TaskAlignedCriterion`` and hands it its per-level outputs. The T-Head
 and the parallel head of the paper's head comparison both train this way,
-so comparing them changes the head and nothing else.
+so comparing them changes the head and nothing else. Their outputs are the
+scores and boxes inference ranks (``predictions``).
 
 Shapes: B images, N priors of all levels, K classes, P positives.
 """
 from logging import INFO, WARNING
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
-from tood.errors import build_at, check_value
+from tood.errors import ConfigError, build_at, check_value
 from tood.registry import MODELS, TASK_UTILS
-from tood.structures import DetDataSample, PaddedGT, centerness
+from tood.structures import DetDataSample, centerness
 
 from ..losses import global_normaliser
-from .priors import levels_to_priors, make_priors
+from ..task_modules import levels_to_priors
+from .targets import assign_targets, batch_priors, boxes_in_pixels
 
 
 class TaskAlignedCriterion(nn.Module):
@@ -43,7 +45,8 @@ class TaskAlignedCriterion(nn.Module):
         num_classes: K.
         strides: strides of the pyramid levels.
         anchor_scale: side of the ATSS anchors, in strides.
-        train_cfg: ``initial_epoch`` (4), ``initial_iter`` (None),
+        train_cfg: None for a model that only infers; else
+            ``initial_epoch`` (4), ``initial_iter`` (None),
             ``initial_assigner``, ``assigner`` (built with ``alpha`` and
             ``beta`` of eq. 9) and ``hard_labels`` (the paper's ablation:
             TAL picks the positives, but they are trained towards 1 with
@@ -55,13 +58,22 @@ class TaskAlignedCriterion(nn.Module):
     """
 
     def __init__(self, num_classes: int, strides: Sequence[int],
-                 anchor_scale: float, train_cfg: dict,
+                 anchor_scale: float, train_cfg: Optional[dict],
                  initial_loss_cls: Optional[dict] = None,
                  loss_cls: Optional[dict] = None,
                  loss_bbox: Optional[dict] = None) -> None:
         super().__init__()
         self.num_classes, self.strides = num_classes, tuple(strides)
         self.anchor_scale = anchor_scale
+        self.initial_loss_cls = MODELS.build(initial_loss_cls or dict(
+            type='FocalLoss', activated=True, gamma=2.0, alpha=0.25))
+        self.loss_cls = MODELS.build(loss_cls or dict(
+            type='QualityFocalLoss', activated=True, beta=2.0))
+        self.loss_bbox = MODELS.build(
+            loss_bbox or dict(type='GIoULoss', loss_weight=2.0))
+        self.trains = bool(train_cfg)
+        if not train_cfg:
+            return
         for key, default in (('initial_epoch', 4), ('initial_iter', None)):
             value = train_cfg.get(key, default)
             check_value(value is None or isinstance(value, int) and value >= 0,
@@ -82,12 +94,6 @@ class TaskAlignedCriterion(nn.Module):
             'model.train_cfg.initial_assigner')
         self.assigner = build_at(TASK_UTILS, assigner,
                                  'model.train_cfg.assigner')
-        self.initial_loss_cls = MODELS.build(initial_loss_cls or dict(
-            type='FocalLoss', activated=True, gamma=2.0, alpha=0.25))
-        self.loss_cls = MODELS.build(loss_cls or dict(
-            type='QualityFocalLoss', activated=True, beta=2.0))
-        self.loss_bbox = MODELS.build(
-            loss_bbox or dict(type='GIoULoss', loss_weight=2.0))
         self._was_warming_up: Optional[bool] = None
 
     def warming_up(self) -> bool:
@@ -115,45 +121,64 @@ class TaskAlignedCriterion(nn.Module):
             self._was_warming_up = warmup
         return warmup
 
+    def warmup_problem(self, iteration_based: bool) -> Optional[str]:
+        """Why the warm-up would never end under the run's train loop, or
+        None: one counted in epochs never ends under an iteration-based
+        loop, which runs as a single epoch."""
+        if not iteration_based or self.initial_iter is not None or \
+                self.initial_epoch == 0:
+            return None
+        return (f'model.train_cfg.initial_epoch={self.initial_epoch} '
+                'counts the ATSS warm-up in epochs, but train_cfg is an '
+                'iteration-based loop, which runs as a single epoch: the '
+                'warm-up would never end. Set model.train_cfg.initial_iter '
+                'to the number of warm-up iterations, or '
+                'model.train_cfg.initial_epoch=0 for none.')
+
+    def predictions(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]
+                    ) -> Tuple[List[Tensor], List[Tensor], None]:
+        """What inference ranks: the head's (B, K, H, W) probabilities and
+        (B, 4, H, W) boxes in stride units as they are, no score factor."""
+        return cls_scores, bbox_preds, None
+
     def forward(self, cls_scores: List[Tensor], bbox_preds: List[Tensor],
                 data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
         """``loss_cls`` and ``loss_bbox`` from the per-level outputs: (B, K,
         H, W) probabilities and (B, 4, H, W) boxes in stride units."""
-        device = cls_scores[0].device
-        priors = make_priors([s.shape[-2:] for s in cls_scores], self.strides,
-                             self.anchor_scale, data_samples, device)
+        if not self.trains:
+            raise ConfigError('the model was built without model.train_cfg:'
+                              ' it cannot compute losses')
+        priors = batch_priors(cls_scores, self.strides, self.anchor_scale,
+                              data_samples)
         scores = levels_to_priors(cls_scores)  # (B, N, K)
-        boxes = levels_to_priors(bbox_preds) * priors.strides[:, None]
-        gt = PaddedGT.from_samples(data_samples, device)
+        boxes = boxes_in_pixels(bbox_preds, priors)  # (B, N, 4)
         warmup = self.warming_up()
         # The warm-up's ATSS looks at the anchors only.
-        assigner = self.initial_assigner if warmup else self.assigner
-        assign = assigner.assign(priors, gt, scores.detach(), boxes.detach())
-        labels, target_boxes = assign.targets(gt, self.num_classes)
-        fg, valid = assign.fg_mask, priors.valid  # (B, N)
-        pos_target = target_boxes[fg]  # (P, 4)
+        t = assign_targets(self.initial_assigner if warmup else self.assigner,
+                           priors, data_samples, self.num_classes,
+                           scores.detach(), boxes.detach())
+        fg, valid = t.fg, t.valid  # (B, N)
+        pos_target = t.boxes[fg]  # (P, 4)
         if warmup:
             # Hard labels over the positives; boxes weighted by centerness.
             loss_cls = self.initial_loss_cls(
-                scores[valid], labels[valid], avg_factor=1.0)
-            cls_norm = fg.sum().float()
+                scores[valid], t.labels[valid],
+                avg_factor=global_normaliser(fg.sum()))
             points = priors.points.expand_as(boxes[..., :2])
             bbox_weight = centerness(points[fg], pos_target)
         else:
             # Eq. (11): targets t-hat, or 1 for the hard-label ablation; the
             # same values weight the boxes and, summed, normalise both.
-            target = fg.float() if self.hard_labels else assign.metrics
+            target = fg.float() if self.hard_labels else t.assign.metrics
             loss_cls = self.loss_cls(
-                scores[valid], (labels[valid], target[valid]), avg_factor=1.0)
-            cls_norm = target.sum()
+                scores[valid], (t.labels[valid], target[valid]),
+                avg_factor=global_normaliser(target.sum()))
             bbox_weight = target[fg]
         # GIoU is scale invariant, so comparing in input pixels equals the
         # stride units of the published code. Without positives the loss is
         # a sum over no boxes: 0, and still a function of every regression
         # parameter (through the indexing), as DDP needs.
-        loss_bbox = self.loss_bbox(boxes[fg], pos_target, bbox_weight,
-                                   avg_factor=1.0)
-        return dict(
-            loss_cls=loss_cls / global_normaliser(cls_norm),
-            loss_bbox=loss_bbox / global_normaliser(bbox_weight.sum()))
-
+        loss_bbox = self.loss_bbox(
+            boxes[fg], pos_target, bbox_weight,
+            avg_factor=global_normaliser(bbox_weight.sum()))
+        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
