@@ -6,7 +6,8 @@ default runtime has only ``LocalVisBackend`` (``vis_data/scalars.json``,
 which the training report and ``tools/analysis`` read); TensorBoard and
 MLflow are switched on by naming their backends (docs/training.md)::
 
-    --cfg-options visualizer.vis_backends=[LocalVisBackend,TensorboardVisBackend,MLflowVisBackend]
+    visualizer = dict(vis_backends=[
+        'LocalVisBackend', 'TensorboardVisBackend', 'MLflowVisBackend'])
 
 Two things here make that work:
 
