@@ -158,6 +158,8 @@ def test_tool_counts_the_known_boxes(tmp_path):
     what_if = {row['change']: row['tal_zero'] for row in scale['what_if']}
     assert what_if == {'input x1.5': 2, 'input x2 (or 2x2 tiles)': 0,
                        'a level of stride 4': 0}
+    # 4 px sides must grow past 8 px plus the inside test's margins.
+    assert scale['upscale_for_all'] == 2.01
     assert scale['levels'][0]['tal_any'] == 3
     assert (out / 'assignability.png').stat().st_size > 0
     assert '| dot | 3 | 2 | 2 |' in log

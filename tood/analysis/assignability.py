@@ -48,6 +48,8 @@ COCO_SIZES = (('small', 0, 32**2), ('medium', 32**2, 96**2),
 # Input scales the counterfactuals try: 2x is also what 2x2 tiles, each
 # resized to the full input, give.
 UPSCALES = (1.5, 2.0)
+# The margin by which points_inside_boxes wants a point inside a box.
+INSIDE_MARGIN = 0.01
 # GT elements x priors per chunk of the inside test (about 16 MiB of bool).
 _CHUNK = 1 << 24
 _RESIZES = ('Resize', 'RandomResize', 'RandomChoiceResize')
@@ -353,10 +355,12 @@ def summarise(audit: Audit, classes: Sequence[str]) -> dict:
         tal_zero=int(tal_zero.sum()),
         atss_zero=int(atss_zero.sum()),
         degenerate=int((sides <= 0).sum()),
-        # The upscale after which every zero-candidate GT is wider and
-        # taller than the finest stride, which guarantees a prior inside.
-        upscale_for_all=float(finest / positive.min()) if len(positive)
-        else None,
+        # The upscale after which every zero-candidate GT spans more than
+        # the finest stride (plus the inside test's margin on both sides)
+        # in both directions, which guarantees a prior inside; rounded up.
+        upscale_for_all=math.ceil(
+            (finest + 2 * INSIDE_MARGIN) / positive.min() * 100) / 100
+        if len(positive) else None,
         by_size=by_size,
         by_class=by_class,
         levels=levels,
