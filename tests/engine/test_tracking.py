@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.visualization import LocalVisBackend, TensorboardVisBackend
 
