@@ -9,6 +9,10 @@ def read_requirements(path: str) -> list:
 
 # onnxscript is what torch's dynamo-based exporter writes graphs with.
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+# TensorBoard and MLflow logging (docs/training.md); mlflow-skinny is
+# MLflow's client without the server and UI (the full mlflow package
+# brings it too).
+TRACKING_EXTRA = ['tensorboard>=2.10', 'mlflow-skinny>=2.0']
 
 setup(
     name='tood',
@@ -26,10 +30,12 @@ setup(
     extras_require={
         # ONNX export (tools/deployment) and ONNX Runtime inference.
         'onnx': ONNX_EXTRA,
-        # The tests check the ONNX round trip, so they install it too.
+        'tracking': TRACKING_EXTRA,
+        # The tests check the ONNX round trip and read back what the
+        # tracking backends logged, so they install both extras.
         # pytest-xdist: the README's command runs the suite in two
         # processes.
-        'tests': ['pytest', 'pytest-xdist'] + ONNX_EXTRA,
+        'tests': ['pytest', 'pytest-xdist'] + ONNX_EXTRA + TRACKING_EXTRA,
     },
     license='Apache License 2.0',
 )

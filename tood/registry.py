@@ -37,6 +37,8 @@ METRICS = Registry(
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['tood.engine'])
 VISUALIZERS = Registry(
     'visualizer', parent=MMENGINE_VISUALIZERS, locations=['tood.engine'])
+VISBACKENDS = Registry(
+    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['tood.engine'])
 MODEL_WRAPPERS = Registry(
     'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, locations=['tood.engine'])
 OPTIM_WRAPPERS = Registry(
@@ -53,4 +55,3 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS)
 PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS)
-VISBACKENDS = Registry('vis_backend', parent=MMENGINE_VISBACKENDS)

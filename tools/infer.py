@@ -4,18 +4,33 @@
     python tools/infer.py images/ CONFIG CHECKPOINT --out-dir outputs
     python tools/infer.py 'data/**/*.png' CONFIG CHECKPOINT --score-thr 0.5
     python tools/infer.py images/ CONFIG MODEL.onnx  # ONNX Runtime
+    python tools/infer.py images/ CONFIG CHECKPOINT --score-thr auto
 
 For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
 and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
 ``height``, ``bboxes`` ([x1, y1, x2, y2] pixels), ``scores``, ``labels``,
-``class_names``, best first.
+``class_names``, best first. ``--score-thr auto`` uses the per-class
+thresholds that ``tools/analysis/operating_point.py --write`` stored in the
+checkpoint or ONNX file (docs/analysis.md).
 """
 import argparse
 import sys
+from typing import Union
 
 from mmengine.config import DictAction
 
 from tood.apis import find_images, init_detector, save_predictions
+
+
+def score_thr_arg(value: str) -> Union[float, str]:
+    """A number, or 'auto'."""
+    if value == 'auto':
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a number or 'auto', not {value!r}") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,9 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--out-dir', default='outputs', help='where the results go')
     parser.add_argument(
         '--score-thr',
-        type=float,
+        type=score_thr_arg,
         default=0.3,
-        help='detections scoring below this are neither drawn nor saved')
+        help='detections scoring below this are neither drawn nor saved; '
+        "'auto': the per-class thresholds stored in the checkpoint or ONNX "
+        'file by tools/analysis/operating_point.py --write')
     parser.add_argument(
         '--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
     parser.add_argument(
@@ -65,7 +82,18 @@ def main(argv=None) -> None:
     else:
         model = init_detector(args.config, args.checkpoint, args.device,
                               args.cfg_options)
-    written = save_predictions(model, paths, args.out_dir, args.score_thr,
+    score_thr = args.score_thr
+    if score_thr == 'auto':
+        from tood.deployment.score_thresholds import thresholds_for_classes
+        from tood.errors import ConfigError
+        classes = model.dataset_meta['classes']
+        try:
+            score_thr = thresholds_for_classes(args.checkpoint, classes)
+        except ConfigError as error:
+            sys.exit(str(error))
+        print('score thresholds: ' + ', '.join(
+            f'{name} {thr:.3f}' for name, thr in zip(classes, score_thr)))
+    written = save_predictions(model, paths, args.out_dir, score_thr,
                                args.batch_size)
     print(f'{len(written)} images with their detections written to '
           f'{args.out_dir}')

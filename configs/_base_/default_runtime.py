@@ -5,7 +5,10 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # tood's CheckpointHook: atomic, and never saves NaN weights.
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # save_best='coco/bbox_mAP' (or 'auto': the first metric) also keeps
+    # the checkpoint of the best validation (docs/training.md).
+    checkpoint=dict(
+        type='CheckpointHook', interval=1, max_keep_ckpts=3, save_best=None),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # Draws test predictions; tools/test.py --show-dir switches it on.
     visualization=dict(type='DetVisualizationHook'),

@@ -93,7 +93,7 @@ LAZY_ENGINE = """
 import sys
 import torch
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import HOOKS, MODEL_WRAPPERS
+from mmengine.registry import HOOKS, MODEL_WRAPPERS, VISUALIZERS
 from tood.utils import register_all_modules
 
 register_all_modules()
@@ -106,6 +106,14 @@ wrapper = build_optim_wrapper(
 assert type(wrapper).__name__ == 'CPUBFloat16OptimWrapper'
 # As Runner.wrap_model looks the CPU DDP wrapper up (with its scope).
 assert MODEL_WRAPPERS.get('tood.CPUDistributedDataParallel') is not None
+# The visualizer that takes backends by name, and tood's MLflow backend
+# under mmengine's name.
+visualizer = VISUALIZERS.build(dict(
+    type='Visualizer', name='lazy', vis_backends=['MLflowVisBackend'],
+    save_dir='unused'))
+assert type(visualizer).__module__ == 'tood.engine.tracking'
+backend = visualizer.get_backend('MLflowVisBackend')
+assert type(backend).__module__ == 'tood.engine.tracking'
 """
 
 

@@ -34,6 +34,20 @@ def test_unknown_cfg_options_are_named_in_a_warning():
         'train_cfg.max_epocs', 'model.bbox_head.nope.x',
         'train_dataloader.dataset.pipeline.9.type'
     ]
+    # A hook added to default_hooks with its type is new on purpose (the
+    # documented early-stopping switch); its arguments without the type,
+    # or a misspelt argument of an existing hook, are not.
+    hook = {
+        'default_hooks.early_stopping.type': 'EarlyStoppingHook',
+        'default_hooks.early_stopping.monitor': 'coco/bbox_mAP',
+        'default_hooks.checkpoint.save_best': 'coco/bbox_mAP',
+        'default_hooks.checkpoint.intreval': 2,
+        'default_hooks.ealy_stopping.patience': 3,
+    }
+    assert unknown_cfg_keys(cfg, hook) == [
+        'default_hooks.checkpoint.intreval',
+        'default_hooks.ealy_stopping.patience'
+    ]
     # mmengine itself refuses list indices past the end.
     del options['train_dataloader.dataset.pipeline.9.type']
     with pytest.warns(UserWarning) as record:

@@ -4,6 +4,8 @@ tood.analysis``.
 
 * ``tood.analysis.alignment``: how well the two tasks' predictions agree
   (the paper's alignment analysis);
+* ``tood.analysis.assignability``: how many priors each ground-truth box
+  could be assigned, before training;
 * ``tood.analysis.browse``: dataset images with their boxes after the
   pipeline;
 * ``tood.analysis.complexity``: parameters and FLOPs of a config;

@@ -27,6 +27,8 @@ from tood.registry import DATASETS, MODELS
 from tood.structures import DetDataSample
 
 ImageInput = Union[str, Path, np.ndarray]
+# One threshold for every class, or one per class in label order.
+ScoreThr = Union[float, Sequence[float]]
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
                     '.webp')
 
@@ -243,17 +245,33 @@ def find_images(source: Union[str, Path]) -> List[str]:
     return images
 
 
+def above_threshold(scores: torch.Tensor, labels: torch.Tensor,
+                    score_thr: ScoreThr) -> torch.Tensor:
+    """(N,) scores and labels -> (N,) bool: which detections reach
+    ``score_thr``, one number or one per class (``labels`` index it)."""
+    if isinstance(score_thr, (int, float)):
+        return scores >= score_thr
+    per_class = torch.as_tensor(list(score_thr), dtype=scores.dtype,
+                                device=scores.device)
+    if labels.numel() and int(labels.max()) >= len(per_class):
+        raise ValueError(f'{len(per_class)} score thresholds for labels up '
+                         f'to {int(labels.max())}')
+    return scores >= per_class[labels]
+
+
 def detections_to_dict(sample: DetDataSample,
                        image: Optional[str] = None,
-                       score_thr: float = 0.0) -> dict:
+                       score_thr: ScoreThr = 0.0) -> dict:
     """A result as plain json-ready data.
 
     Returns ``dict(image, width, height, bboxes, scores, labels,
     class_names)``; ``bboxes`` as ``[x1, y1, x2, y2]`` in the image's
-    pixels, only detections scoring at least ``score_thr``, best first.
+    pixels, only detections scoring at least ``score_thr`` (one number,
+    or one per class), best first.
     """
     pred = sample.pred_instances
-    keep = (pred.scores >= score_thr).nonzero().flatten()
+    keep = above_threshold(pred.scores, pred.labels,
+                           score_thr).nonzero().flatten()
     keep = keep[pred.scores[keep].argsort(descending=True)]
     height, width = sample.metainfo['ori_shape'][:2]
     names = getattr(pred, 'class_names', None)
@@ -287,13 +305,15 @@ def _output_stems(paths: Sequence[str]) -> List[str]:
 def save_predictions(model: torch.nn.Module,
                      paths: Sequence[str],
                      out_dir: str,
-                     score_thr: float = 0.3,
+                     score_thr: ScoreThr = 0.3,
                      batch_size: int = 1,
                      progress: bool = True) -> List[str]:
     """Detect objects in image files and write, per image, ``{stem}.png``
     (the boxes drawn with class names and scores) and ``{stem}.json`` (see
     ``detections_to_dict``), both with detections scoring at least
-    ``score_thr``.
+    ``score_thr``: one number, or one per class in label order (as
+    ``tools/infer.py --score-thr auto`` reads them from the model file,
+    ``tood.deployment.score_thresholds``).
 
     Returns:
         The json files written, in the order of ``paths``.
@@ -312,12 +332,12 @@ def save_predictions(model: torch.nn.Module,
         samples = inference_detector(model, chunk, batch_size=batch_size)
         for path, stem, sample in zip(chunk, stems[start:], samples):
             image = cv2.imread(path, cv2.IMREAD_COLOR)
+            pred = sample.pred_instances
             drawn = draw_instances(
                 image,
-                sample.pred_instances,
+                pred[above_threshold(pred.scores, pred.labels, score_thr)],
                 class_names=meta.get('classes'),
-                palette=meta.get('palette'),
-                score_thr=score_thr)
+                palette=meta.get('palette'))
             imwrite(osp.join(out_dir, f'{stem}.png'), drawn)
             json_path = osp.join(out_dir, f'{stem}.json')
             with open(json_path, 'w') as f:

@@ -1,10 +1,10 @@
 """Runner-side pieces: the tools' shared entry, config checks, hooks, safe
 checkpoint loading, CPU DDP, AMP, compiling and config helpers.
 
-Importing this package registers its hooks and wrappers in the tood
-registries (which also import it on their own when a config names one of
-them) and changes nothing else: checkpoint loading is set up by the entry
-points (:func:`setup_checkpoint_io`).
+Importing this package registers its hooks, wrappers, visualizer and
+visualizer backends in the tood registries (which also import it on their
+own when a config names one of them) and changes nothing else: checkpoint
+loading is set up by the entry points (:func:`setup_checkpoint_io`).
 """
 from .amp import (AMP_DTYPES, CUDA_AMP_SETTINGS, CPUBFloat16OptimWrapper,
                   setup_amp)
@@ -21,17 +21,18 @@ from .entry import run_tool
 from .errors import explain_error, exit_if_user_error
 from .hooks import (DetVisualizationHook, EMAHook, TestProgressBarHook,
                     TrainingReportHook, averaged_model)
+from .tracking import MLflowVisBackend, Visualizer
 
 __all__ = [
     'AMP_DTYPES', 'CUDA_AMP_SETTINGS', 'CPUBFloat16OptimWrapper',
     'CPUDistributedDataParallel',
     'CompileHook', 'CompiledNetwork', 'DetVisualizationHook', 'EMAHook',
-    'TestProgressBarHook', 'TrainingReportHook', 'averaged_model',
+    'MLflowVisBackend', 'TestProgressBarHook', 'TrainingReportHook', 'averaged_model',
     'check_config', 'check_required_keys', 'compile_network',
     'compile_options', 'compiled_network', 'dataset_missing_message',
     'drop_disabled_hooks', 'explain_error', 'exit_if_user_error',
     'load_config', 'load_from_local', 'merge_cfg_options',
     'missing_dataset_files', 'run_tool', 'setup_amp', 'setup_checkpoint_io',
     'setup_compile', 'setup_cpu_distributed', 'shutdown_distributed',
-    'unknown_cfg_keys'
+    'unknown_cfg_keys', 'Visualizer'
 ]

@@ -20,9 +20,23 @@ def _has_key(cfg: Any, dotted_key: str) -> bool:
     return True
 
 
+def _new_default_hook(key: str, options: Dict[str, Any]) -> bool:
+    """Whether ``key`` sets an entry of a hook that ``options`` adds to
+    ``default_hooks`` whole, type included (``default_hooks.early_stopping
+    .type=EarlyStoppingHook`` and its arguments): a new entry on purpose,
+    not a typo."""
+    parts = key.split('.')
+    return (len(parts) > 2 and parts[0] == 'default_hooks'
+            and f'default_hooks.{parts[1]}.type' in options)
+
+
 def unknown_cfg_keys(cfg: Config, options: Dict[str, Any]) -> List[str]:
-    """The keys of ``options`` that do not exist in ``cfg``."""
-    return [key for key in options if not _has_key(cfg._cfg_dict, key)]
+    """The keys of ``options`` that do not exist in ``cfg`` (a hook added
+    to ``default_hooks`` with its type counts as known)."""
+    return [
+        key for key in options if not _has_key(cfg._cfg_dict, key)
+        and not _new_default_hook(key, options)
+    ]
 
 
 def merge_cfg_options(cfg: Config, options: Optional[Dict[str, Any]]) -> None:
