@@ -14,6 +14,7 @@ from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
 from .image_loading import LoadImageFromFile
 from .loading import LoadAnnotations
+from .random_affine import RandomAffine
 from .random_crop import RandomCrop
 
 for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
@@ -22,7 +23,7 @@ for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
 
 __all__ = [
     'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
-    'RandomCrop',
+    'RandomCrop', 'RandomAffine',
     'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
     'RandomApply', 'RandomChoice'
 ]
