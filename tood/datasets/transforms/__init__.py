@@ -14,6 +14,7 @@ from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
 from .image_loading import LoadImageFromFile
 from .loading import LoadAnnotations
+from .photometric import PhotoMetricDistortion
 from .random_affine import RandomAffine
 from .random_crop import RandomCrop
 
@@ -23,7 +24,7 @@ for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
 
 __all__ = [
     'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
-    'RandomCrop', 'RandomAffine',
+    'RandomCrop', 'PhotoMetricDistortion', 'RandomAffine',
     'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
     'RandomApply', 'RandomChoice'
 ]
