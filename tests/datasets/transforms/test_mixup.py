@@ -152,3 +152,14 @@ def test_cache_size():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         CachedMixUp(**kwargs)
+
+
+def test_pad_val_per_channel():
+    mixup = CachedMixUp(img_scale=(48, 64), pad_val=(2, 4, 6))
+    other = sources()[0]
+    entry = dict(get_instances(other), img=other['img'])
+    mixup._draw = lambda: (entry, 1.0, False, 0.0, 0.0)
+    mixup.cache.push(other)
+    out = mixup(black())
+    # Below the fitted image (rows 42-47): the pad, halved by the blend.
+    np.testing.assert_array_equal(out['img'][45, 10], [1, 2, 3])

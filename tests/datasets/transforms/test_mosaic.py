@@ -139,3 +139,13 @@ def test_images_without_boxes_or_annotations():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         CachedMosaic(**kwargs)
+
+
+def test_pad_val_per_channel():
+    # RTMDet's configs give pad_val=(114, 114, 114).
+    mosaic = CachedMosaic(img_scale=(48, 64), pad_val=(1, 2, 3))
+    data = sources()
+    others = [dict(get_instances(r), img=r['img']) for r in data[1:4]]
+    mosaic._draw = lambda: (True, others, (70, 40))
+    out = mosaic(data[0])
+    np.testing.assert_array_equal(out['img'][95, 127], [1, 2, 3])

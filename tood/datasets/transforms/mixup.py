@@ -1,7 +1,7 @@
 """CachedMixUp: the current image blended half and half with a scaled,
 possibly flipped, shifted image from a cache of recent ones (YOLOX's
 MixUp, as RTMDet trains it)."""
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import cv2
 import mmcv
@@ -42,7 +42,8 @@ class CachedMixUp(BaseTransform):
         img_scale: (h, w) the other image is fitted into.
         ratio_range: (low, high) of the scale factor.
         flip_ratio: probability of flipping the other image.
-        pad_val: value where the other image does not reach.
+        pad_val: value where the other image does not reach (one, or
+            BGR).
         max_iters: tries at drawing an image with boxes.
         bbox_clip_border: clip the other image's boxes to its visible part.
         max_cached_images: the cache's size, at least 2.
@@ -55,7 +56,7 @@ class CachedMixUp(BaseTransform):
                  img_scale: Tuple[int, int] = (640, 640),
                  ratio_range: Tuple[float, float] = (0.5, 1.5),
                  flip_ratio: float = 0.5,
-                 pad_val: float = 114.0,
+                 pad_val: Union[float, Tuple[float, float, float]] = 114.0,
                  max_iters: int = 15,
                  bbox_clip_border: bool = True,
                  max_cached_images: int = 20,
@@ -112,7 +113,8 @@ class CachedMixUp(BaseTransform):
         fitted, _, _ = fit_resize(other['img'], self.img_scale)
         size = (max(int(fitted.shape[1] * factor), 1),
                 max(int(fitted.shape[0] * factor), 1))
-        scaled = mmcv.imresize(fitted, size)
+        scaled = fitted if size == fitted.shape[1::-1] else mmcv.imresize(
+            fitted, size)
         scaled_h, scaled_w = scaled.shape[:2]
         scale_x = scaled_w / other['img'].shape[1]
         scale_y = scaled_h / other['img'].shape[0]

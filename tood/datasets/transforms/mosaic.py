@@ -16,7 +16,7 @@ right, 3 from the bottom left, 4 from the bottom right; each is first
 resized, keeping its aspect ratio, to fit (h, w), and what falls outside
 the canvas is cut.
 """
-from typing import List, Tuple
+from typing import List, Tuple, Union
 
 import mmcv
 import numpy as np
@@ -70,7 +70,7 @@ class CachedMosaic(BaseTransform):
         center_ratio_range: the centre's x is drawn in this range times w,
             its y times h; within [0, 2].
         bbox_clip_border: clip the boxes to their image's visible part.
-        pad_val: value of the canvas where no image lies.
+        pad_val: value of the canvas where no image lies (one, or BGR).
         prob: probability of a mosaic once the cache is full enough.
         max_cached_images: the cache's size, at least 4.
         random_pop: when the cache is full, drop a random entry (else the
@@ -81,7 +81,7 @@ class CachedMosaic(BaseTransform):
                  img_scale: Tuple[int, int] = (640, 640),
                  center_ratio_range: Tuple[float, float] = (0.5, 1.5),
                  bbox_clip_border: bool = True,
-                 pad_val: float = 114.0,
+                 pad_val: Union[float, Tuple[float, float, float]] = 114.0,
                  prob: float = 1.0,
                  max_cached_images: int = 40,
                  random_pop: bool = True) -> None:
