@@ -1,26 +1,14 @@
 """Switch the training pipeline at a given epoch, e.g. to turn mosaic and
 mixup off for the last epochs (MMDetection's ``PipelineSwitchHook``)."""
-from typing import Iterator, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from mmengine.dataset import Compose
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
+from tood.datasets.wrappers import pipeline_datasets
 from tood.errors import ConfigError
 from tood.registry import HOOKS
-
-
-def pipeline_datasets(dataset) -> Iterator:
-    """The datasets that run a pipeline within ``dataset``: itself, or
-    those a wrapper holds (``ClassBalancedDataset`` and ``RepeatDataset``
-    in ``dataset``, ``ConcatDataset`` in ``datasets``)."""
-    if hasattr(dataset, 'pipeline'):
-        yield dataset
-    elif hasattr(dataset, 'datasets'):
-        for inner in dataset.datasets:
-            yield from pipeline_datasets(inner)
-    elif hasattr(dataset, 'dataset'):
-        yield from pipeline_datasets(dataset.dataset)
 
 
 @HOOKS.register_module()
