@@ -2,6 +2,7 @@
 persistent dataloader workers, inside dataset wrappers and after resume."""
 import json
 import os.path as osp
+import socket
 
 import numpy as np
 import pytest
@@ -170,23 +171,46 @@ custom_hooks = [
     return str(path)
 
 
-@pytest.mark.e2e
-def test_train_tool_switches_mosaic_off(tmp_path):
-    shapes_root = make_shapes(str(tmp_path / 'shapes'))
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def train_shapes_seen(tmp_path, *options, nproc=1, resume=None):
+    """Train the switch config; (epoch, image size) pairs per rank."""
+    shapes_root = str(tmp_path / 'shapes')
+    if not osp.isdir(shapes_root):
+        make_shapes(shapes_root)
     cfg = switch_config(tmp_path)
     work = str(tmp_path / 'work')
+    args = train_args(work, *options, nproc=nproc, port=free_port())
+    args[args.index(CONFIG)] = cfg
+    if resume:
+        args += ['--resume', osp.join(work, resume)]
+    code, out = finish(start(args, shapes_root))
+    assert code == 0, out
+    seen = []
+    for rank in range(nproc):
+        with open(osp.join(work, f'shapes_rank{rank}.json')) as f:
+            seen.append({(epoch, tuple(size))
+                         for epoch, sizes in json.load(f)
+                         for size in sizes})
+    return seen
 
-    def run(*options, resume=None):
-        args = train_args(work, *options)
-        args[args.index(CONFIG)] = cfg
-        if resume:
-            args += ['--resume', resume]
-        code, out = finish(start(args, shapes_root))
-        assert code == 0, out
-        with open(osp.join(work, 'shapes_rank0.json')) as f:
-            return {(epoch, tuple(size)) for epoch, sizes in json.load(f)
-                    for size in sizes}
 
-    assert run() == {(0, (96, 96)), (1, (64, 64))}
-    assert run('train_cfg.max_epochs=3',
-               resume=osp.join(work, 'epoch_2.pth')) == {(2, (64, 64))}
+@pytest.mark.e2e
+def test_train_tool_switches_mosaic_off(tmp_path):
+    assert train_shapes_seen(tmp_path) == [{(0, (96, 96)), (1, (64, 64))}]
+    assert train_shapes_seen(
+        tmp_path, 'train_cfg.max_epochs=3',
+        resume='epoch_2.pth') == [{(2, (64, 64))}]
+
+
+@pytest.mark.e2e
+def test_train_tool_switches_mosaic_off_in_two_processes(tmp_path):
+    # DDP (gloo on the CPU): each process samples its share of the
+    # class-balanced epoch and switches its own worker.
+    assert train_shapes_seen(tmp_path, nproc=2) == [
+        {(0, (96, 96)), (1, (64, 64))}
+    ] * 2
