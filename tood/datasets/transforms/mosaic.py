@@ -71,7 +71,7 @@ class CachedMosaic(BaseTransform):
             its y times h; within [0, 2].
         bbox_clip_border: clip the boxes to their image's visible part.
         pad_val: value of the canvas where no image lies (one, or BGR).
-        prob: probability of a mosaic once the cache is full enough.
+        prob: probability of a mosaic.
         max_cached_images: the cache's size, at least 4.
         random_pop: when the cache is full, drop a random entry (else the
             oldest).

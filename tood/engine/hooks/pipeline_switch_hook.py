@@ -47,6 +47,7 @@ class PipelineSwitchHook(Hook):
                               f'epoch index >= 0, got {switch_epoch!r}')
         self.switch_epoch = switch_epoch
         self.switch_pipeline: List[dict] = list(switch_pipeline)
+        self._pipeline: Optional[Compose] = None
         self._switched = False
 
     def before_train(self, runner) -> None:
@@ -57,7 +58,7 @@ class PipelineSwitchHook(Hook):
                 'epoch-based train_cfg (max_epochs) or drop the hook')
         # Build now, in the run's registry scope, so that a wrong transform
         # stops the run before it trains rather than at the switch.
-        self._pipeline: Optional[Compose] = Compose(self.switch_pipeline)
+        self._pipeline = Compose(self.switch_pipeline)
         if not list(pipeline_datasets(runner.train_dataloader.dataset)):
             raise ConfigError(
                 'PipelineSwitchHook: train_dataloader.dataset '
