@@ -112,3 +112,33 @@ def test_dcn_config_really_uses_deformable_convs():
     assert any(name.startswith('backbone.layer2') for name in deformable)
     assert not any(name.startswith('backbone.layer1') for name in deformable)
     assert any(name.startswith('bbox_head') for name in deformable)
+
+
+def test_bccd_mosaic_recipe_changes_only_the_training_pipeline():
+    base = _cfg('tood_r18_fpn_ms-20e_bccd.py')
+    mosaic = _cfg('tood_r18_fpn_mosaic-ms-20e_bccd.py')
+    for key in ('model', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+                'val_dataloader', 'val_evaluator', 'default_hooks'):
+        assert mosaic[key] == base[key], key
+    train = mosaic.train_dataloader
+    assert {k: v for k, v in train.items() if k != 'dataset'} == {
+        k: v for k, v in base.train_dataloader.items() if k != 'dataset'}
+    assert [t.type for t in train.dataset.pipeline] == [
+        'LoadImageFromFile', 'LoadAnnotations', 'CachedMosaic',
+        'RandomAffine', 'CachedMixUp', 'PhotoMetricDistortion',
+        'RandomResize', 'RandomFlip', 'PackDetInputs'
+    ]
+    # The affine's negative border cuts the (960, 1280) mosaic back to the
+    # photographs' (480, 640).
+    affine = train.dataset.pipeline[3]
+    assert affine.border == (-240, -320)
+    # Mosaic and mixup off for the last 5 of 20 epochs; the pipeline then
+    # is the base's plus the photometric distortion.
+    switch = [h for h in mosaic.custom_hooks
+              if h.type == 'PipelineSwitchHook']
+    assert len(switch) == 1
+    assert switch[0].switch_epoch == mosaic.train_cfg.max_epochs - 5 == 15
+    stage2 = [t for t in switch[0].switch_pipeline
+              if t.type != 'PhotoMetricDistortion']
+    assert stage2 == base.train_dataloader.dataset.pipeline
+    assert 'TrainingReportHook' in [h.type for h in mosaic.custom_hooks]

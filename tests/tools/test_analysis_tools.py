@@ -270,3 +270,22 @@ def test_confusion_matrix_tool_from_test_results(shapes_run, tmp_path):
     with pytest.raises(KeyError, match='not in the dataset'):
         confusion_matrix([dict(img_id=999, pred_instances={})], gts, 8)
     assert dataset.metainfo['classes'] == SHAPES_CLASSES
+
+
+# ----------------------------------------------------- pipeline timing
+
+
+def test_pipeline_timing_tool_prints_a_row_per_transform(shapes_run,
+                                                         tmp_path):
+    log = assert_ok(
+        analysis_tool(
+            'pipeline_timing.py', shapes_run['config'], '--num-images', '3',
+            cwd=str(tmp_path)))
+    rows = [line.split('|')[1:3] for line in log.splitlines()
+            if line.startswith('| ') and 'ms per image' not in line
+            and '---' not in line]
+    names = [name.strip() for name, _ in rows]
+    cfg = Config.fromfile(shapes_run['config'])
+    assert names == [t.type for t in cfg.train_dataloader.dataset.pipeline
+                     ] + ['all']
+    assert all(float(ms) >= 0 for _, ms in rows)

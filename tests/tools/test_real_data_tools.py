@@ -137,3 +137,29 @@ def test_the_main_job_draws_its_data_first_from_an_empty_folder(tmp_path):
         assert json.load(f)['info']['num_train'] == 4
     assert 'Epoch(train) [2][2/2]' in log
     assert 'coco/bbox_mAP' in log
+
+
+@needs_bccd
+def test_the_bccd_mosaic_recipe_trains_and_switches(tmp_path):
+    # configs/tood/tood_r18_fpn_mosaic-ms-20e_bccd.py for 2 epochs of 4
+    # iterations, the mosaic off from the second, at the recipe's image
+    # sizes. (The tiny model without channels_last: with it, at these sizes,
+    # the process died of heap corruption, the base BCCD config too.)
+    config = osp.join(REPO, 'configs', 'tood',
+                      'tood_r18_fpn_mosaic-ms-20e_bccd.py')
+    log = assert_ok(
+        python_tool(
+            'train.py', config, '--work-dir', str(tmp_path / 'work'),
+            '--cfg-options', *TINY, 'model.channels_last=False',
+            *bccd_options()[:3], 'train_dataloader.dataset.indices=16',
+            'train_dataloader.batch_size=4', 'val_dataloader.batch_size=4',
+            'val_dataloader.dataset.indices=4', 'train_cfg.max_epochs=2',
+            'train_cfg.val_interval=2', 'custom_hooks.1.switch_epoch=1',
+            'custom_hooks.0.num_images=0', 'default_hooks.logger.interval=1',
+            cwd=str(tmp_path), timeout=600))
+    assert 'Epoch(train) [2][4/4]' in log
+    assert ("PipelineSwitchHook: from epoch 1 on, the train pipeline is "
+            "['LoadImageFromFile', 'LoadAnnotations', "
+            "'PhotoMetricDistortion', 'RandomResize', 'RandomFlip', "
+            "'PackDetInputs']") in log
+    assert 'coco/bbox_mAP' in log

@@ -10,6 +10,8 @@ tood.analysis``.
   pipeline;
 * ``tood.analysis.complexity``: parameters and FLOPs of a config;
 * ``tood.analysis.confusion``: the confusion matrix of test predictions;
+* ``tood.analysis.pipeline_timing``: the time per image of each transform
+  of a data pipeline;
 * ``tood.analysis.results``: tables of finished runs.
 
 Training curves are read and plotted by ``tood.visualization`` (the

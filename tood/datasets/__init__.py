@@ -6,9 +6,10 @@ from .preparers import DATA_PREPARERS, ShapesPreparer, prepare_data
 from .samplers import AspectRatioBatchSampler
 from .transforms import *  # noqa: F401,F403
 from .voc import VOC_CLASSES, VOCDataset
+from .wrappers import pipeline_datasets
 
 __all__ = [
     'BaseDetDataset', 'COCO_CLASSES', 'CocoDataset', 'VOC_CLASSES',
     'VOCDataset', 'AspectRatioBatchSampler', 'DATA_PREPARERS',
-    'ShapesPreparer', 'prepare_data'
+    'ShapesPreparer', 'prepare_data', 'pipeline_datasets'
 ]

@@ -14,6 +14,10 @@ from tood.registry import TRANSFORMS
 from .formatting import PackDetInputs
 from .image_loading import LoadImageFromFile
 from .loading import LoadAnnotations
+from .mixup import CachedMixUp
+from .mosaic import CachedMosaic
+from .photometric import PhotoMetricDistortion
+from .random_affine import RandomAffine
 from .random_crop import RandomCrop
 
 for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
@@ -22,7 +26,8 @@ for _transform in (Resize, RandomResize, RandomChoiceResize, RandomFlip, Pad,
 
 __all__ = [
     'LoadAnnotations', 'PackDetInputs', 'LoadImageFromFile',
-    'RandomCrop',
+    'RandomCrop', 'CachedMosaic', 'CachedMixUp', 'PhotoMetricDistortion',
+    'RandomAffine',
     'Resize', 'RandomResize', 'RandomChoiceResize', 'RandomFlip', 'Pad',
     'RandomApply', 'RandomChoice'
 ]

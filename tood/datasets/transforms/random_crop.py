@@ -7,6 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmcv.transforms.utils import cache_randomness
 
 from tood.registry import TRANSFORMS
+from .instances import clip_and_keep, get_instances
 
 
 @TRANSFORMS.register_module()
@@ -51,16 +52,14 @@ class RandomCrop(BaseTransform):
         results['img_shape'] = (h, w)
         if 'gt_bboxes' not in results:
             return results
-        boxes = results['gt_bboxes'] - np.array([x, y, x, y], np.float32)
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        if len(keep) and not keep.any() and not self.allow_negative_crop:
+        instances = get_instances(results)
+        instances['gt_bboxes'] = instances['gt_bboxes'] - np.array(
+            [x, y, x, y], np.float32)
+        kept = clip_and_keep(instances, (0, 0, w, h))
+        if (len(instances['gt_bboxes']) and not len(kept['gt_bboxes'])
+                and not self.allow_negative_crop):
             return None
-        results['gt_bboxes'] = boxes[keep]
-        for key in ('gt_bboxes_labels', 'gt_ignore_flags'):
-            if key in results:
-                results[key] = results[key][keep]
+        results.update(kept)
         return results
 
     def __repr__(self) -> str:

@@ -3,12 +3,14 @@ from .ema_hook import EMAHook, averaged_model
 from .epoch_seed_hook import EpochSeedHook
 from .loss_check_hook import LossCheckHook
 from .num_class_check_hook import NumClassCheckHook
+from .pipeline_switch_hook import PipelineSwitchHook
 from .progress_bar_hook import TestProgressBarHook
 from .report_hook import TrainingReportHook
 from .visualization_hook import DetVisualizationHook
 
 __all__ = [
     'CheckpointHook', 'DetVisualizationHook', 'EMAHook', 'EpochSeedHook',
-    'LossCheckHook', 'NumClassCheckHook', 'TestProgressBarHook',
+    'LossCheckHook', 'NumClassCheckHook', 'PipelineSwitchHook',
+    'TestProgressBarHook',
     'TrainingReportHook', 'averaged_model'
 ]
