@@ -158,6 +158,51 @@ def test_malicious_checkpoint_is_refused_with_its_name(tmp_path, payload):
     assert not marker.exists()
 
 
+class PetrelStandIn:
+    """mmengine's petrel backend (s3://, petrel://) without petrel_client:
+    serves the bytes of local files by their s3 name."""
+    files = {}
+
+    def __init__(self, **kwargs):
+        pass
+
+    def get(self, filepath):
+        with open(self.files[str(filepath)], 'rb') as f:
+            return f.read()
+
+
+@pytest.mark.parametrize('scheme', ['s3://', 'petrel://', 'cluster1:s3://'])
+def test_object_storage_checkpoints_go_through_the_allow_list(
+        tmp_path, monkeypatch, checkpoint, scheme):
+    from mmengine.fileio.backends import backends
+    monkeypatch.setitem(backends, 'petrel', PetrelStandIn)
+    # mmengine's own loader would call torch.load without weights_only,
+    # which this switch turns into an unrestricted unpickler.
+    monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'meta': RunsCode(marker)}, evil)
+    monkeypatch.setattr(PetrelStandIn, 'files', {
+        f'{scheme}bucket/evil.pth': str(evil),
+        f'{scheme}bucket/good.pth': checkpoint})
+    setup_checkpoint_io()
+
+    with pytest.raises(UnsafeCheckpointError,
+                       match=f"Refusing to load checkpoint '{scheme}bucket"):
+        CheckpointLoader.load_checkpoint(f'{scheme}bucket/evil.pth')
+    assert not marker.exists()
+    # A checkpoint of our runner loads.
+    loaded = CheckpointLoader.load_checkpoint(f'{scheme}bucket/good.pth')
+    assert 'state_dict' in loaded
+
+
+def test_pavi_checkpoints_are_refused_by_name():
+    setup_checkpoint_io()
+    with pytest.raises(UnsafeCheckpointError, match="'pavi://model/1'.*"
+                       'Download the file'):
+        CheckpointLoader.load_checkpoint('pavi://model/1')
+
+
 def test_a_global_allow_list_entry_of_the_caller_survives_our_loader(
         checkpoint):
     torch.serialization.add_safe_globals([HistoryBuffer])
@@ -220,7 +265,8 @@ def test_importing_the_library_changes_nothing_global():
     setup = states['after_setup']
     assert set(setup['schemes']) == set(states['before']['schemes'])
     for prefix in ('', 'http://', 'https://', 'torchvision://',
-                   'open-mmlab://', 'mmcls://'):
+                   'open-mmlab://', 'mmcls://', 'pavi://',
+                   r'(\S+\:)?s3://', r'(\S+\:)?petrel://'):
         assert setup['schemes'][prefix].startswith('tood.engine.checkpoint')
     for key in ('backends', 'prefixes', 'safe_globals', 'load_url'):
         assert setup[key] == states['before'][key], key

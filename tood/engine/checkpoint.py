@@ -16,10 +16,13 @@ scalars such as the ETA) and every buffer pickles its statistics methods as
 out of the box. Downloads are worse off: mmengine fetches ``http(s)://``,
 ``torchvision://``, ``open-mmlab://`` and ``mmcls://`` weights with
 torch's ``load_state_dict_from_url``, which unpickles with
-``weights_only=False``, so a downloaded file could run code.
+``weights_only=False``, so a downloaded file could run code; its
+``s3://`` and ``petrel://`` loader calls ``torch.load`` without
+``weights_only`` (unrestricted where ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+is set), its ``pavi://`` loader likewise.
 
-:func:`setup_checkpoint_io` registers our own loaders for those schemes
-with mmengine's ``CheckpointLoader.register_scheme`` (its extension point).
+:func:`setup_checkpoint_io` registers our own loaders for all of these
+schemes (``pavi://`` is refused) with mmengine's ``CheckpointLoader.register_scheme`` (its extension point).
 They keep ``weights_only=True`` and allow exactly the globals found in
 checkpoints written by our runner (found by saving one and reading
 ``torch.serialization.get_unsafe_globals_in_checkpoint``), through torch's
@@ -42,6 +45,7 @@ renames it over the target. It is registered under its own name
 :func:`atomic_backend_args`, which ``CheckpointHook`` passes to mmengine as
 ``backend_args``.
 """
+import io
 import os
 import os.path as osp
 import pickle
@@ -56,7 +60,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from mmengine.dist import get_dist_info
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import (LocalBackend, get_file_backend,
+                             register_backend)
 from mmengine.fileio.backends import backends as registered_backends
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
@@ -272,6 +277,27 @@ def load_from_openmmlab(filename: str, map_location: MapLocation = None):
     return load_from_local(osp.join(_mmengine_home(), url), map_location)
 
 
+def load_from_object_storage(filename: str,
+                             map_location: MapLocation = None):
+    """``s3://`` and ``petrel://`` (optionally ``cluster:s3://``): the
+    bytes fetched by mmengine's petrel file backend, as mmengine's own
+    loader fetches them, then read with the allow-list."""
+    backend = get_file_backend(filename, backend_args=dict(backend='petrel'))
+    data = backend.get(filename)
+    with allow_listed(filename):
+        return torch.load(
+            io.BytesIO(data), map_location=map_location, weights_only=True)
+
+
+def refuse_pavi(filename: str, map_location: MapLocation = None):
+    """``pavi://``: mmengine fetches these with OpenMMLab's internal
+    ``pavi`` client and an unrestricted ``torch.load``; refused."""
+    raise UnsafeCheckpointError(
+        f'Refusing to load checkpoint {filename!r}: pavi:// model-cloud '
+        'checkpoints are not read by this toolbox. Download the file and '
+        'give its local path instead.')
+
+
 def load_from_mmcls(filename: str, map_location: MapLocation = None):
     """``mmcls://NAME``: an MMClassification classifier, through
     :func:`load_from_url`, reduced to its backbone's weights with the
@@ -286,20 +312,26 @@ def load_from_mmcls(filename: str, map_location: MapLocation = None):
                                if key.startswith('backbone.')))
 
 
-# Every scheme mmengine reads with an unrestricted torch.load, and ours.
+# Every scheme mmengine registers a loader for (each prefix spelt as
+# mmengine spells it, so that ours replaces its loader rather than sitting
+# beside it: mmengine tries the longest prefix first).
 _LOADERS = (
     ('', load_from_local),
     (('http://', 'https://'), load_from_url),
     (('torchvision://', 'modelzoo://'), load_from_torchvision),
     (('open-mmlab://', 'openmmlab://'), load_from_openmmlab),
     ('mmcls://', load_from_mmcls),
+    ((r'(\S+\:)?s3://', r'(\S+\:)?petrel://'), load_from_object_storage),
+    ('pavi://', refuse_pavi),
 )
 
 
 def setup_checkpoint_io() -> None:
     """Route mmengine's checkpoint loading through our safe loaders: local
     files through :func:`load_from_local`, downloads through
-    :func:`load_from_url` and the model-zoo schemes built on it.
+    :func:`load_from_url` and the model-zoo schemes built on it, object
+    storage through :func:`load_from_object_storage`; ``pavi://`` is
+    refused (:func:`refuse_pavi`).
 
     Called by the entry points (the tools, ``init_detector``); safe to call
     more than once. Atomic saving needs no set-up here: ``CheckpointHook``
