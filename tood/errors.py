@@ -26,7 +26,9 @@ class ImageLoadError(OSError):
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds objects outside the allow-list; nothing was run."""
+    """A checkpoint (or another pickle read with the checkpoint allow-list)
+    holds objects outside the allow-list, or comes from a source that is
+    not read; nothing was run."""
 
 
 class NonFiniteLossError(FloatingPointError):

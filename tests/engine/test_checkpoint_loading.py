@@ -15,7 +15,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import CheckpointLoader, Runner
 from torch.utils.data import Dataset
 
-from tood.engine import load_from_local, setup_checkpoint_io
+from tood.engine import load_from_local, load_pickle, setup_checkpoint_io
 from tood.engine.checkpoint import safe_globals
 from tood.errors import ModelDownloadError, UnsafeCheckpointError
 
@@ -155,6 +155,34 @@ def test_malicious_checkpoint_is_refused_with_its_name(tmp_path, payload):
     # The reason names what was refused.
     assert ('system' if payload == 'code' else '__init__') in str(info.value)
     assert isinstance(info.value, pickle.UnpicklingError)
+    assert not marker.exists()
+
+
+def test_a_pickle_of_tensors_arrays_and_containers_loads(tmp_path):
+    from mmengine.fileio import dump
+    import numpy as np
+    data = [dict(img_id=3, ori_shape=(4, 5), scale_factor=(0.5, 2.0),
+                 pred_instances=dict(bboxes=torch.rand(2, 4),
+                                     labels=torch.tensor([1, 0]),
+                                     mask=torch.tensor([True, False])),
+                 extra=np.arange(3.0), name='a.jpg')]
+    path = str(tmp_path / 'preds.pkl')
+    dump(data, path)  # as tools/test.py --out preds.pkl writes it
+    loaded = load_pickle(path)
+    assert loaded[0]['ori_shape'] == (4, 5) and loaded[0]['name'] == 'a.jpg'
+    for key, value in data[0]['pred_instances'].items():
+        assert torch.equal(loaded[0]['pred_instances'][key], value)
+    assert np.array_equal(loaded[0]['extra'], data[0]['extra'])
+
+
+def test_a_pickle_that_runs_code_is_refused_by_name(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump({'a': RunsCode(marker)}, f)
+    with pytest.raises(UnsafeCheckpointError,
+                       match=f"Refusing to load pickle '{path}'.*system"):
+        load_pickle(str(path))
     assert not marker.exists()
 
 

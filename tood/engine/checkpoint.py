@@ -45,6 +45,7 @@ renames it over the target. It is registered under its own name
 :func:`atomic_backend_args`, which ``CheckpointHook`` passes to mmengine as
 ``backend_args``.
 """
+import _codecs
 import io
 import os
 import os.path as osp
@@ -121,10 +122,10 @@ def safe_globals() -> list:
 
 
 @contextmanager
-def allow_listed(source: str) -> Iterator[None]:
+def allow_listed(source: str, what: str = 'checkpoint') -> Iterator[None]:
     """Within this block ``torch.load(..., weights_only=True)`` accepts our
     checkpoints' globals; a refusal becomes :class:`UnsafeCheckpointError`
-    naming ``source``.
+    naming ``source`` (a ``what``: 'checkpoint', 'pickle').
 
     Only the entries the caller has not allowed already are added (torch's
     context manager removes what it added on exit, so an entry the caller
@@ -138,7 +139,7 @@ def allow_listed(source: str) -> Iterator[None]:
         except pickle.UnpicklingError as error:
             if isinstance(error, UnsafeCheckpointError):
                 raise
-            raise _refusal(source, error) from error
+            raise _refusal(source, error, what) from error
 
 
 def load_from_local(filename: str, map_location: MapLocation = None):
@@ -159,6 +160,64 @@ def load_from_local(filename: str, map_location: MapLocation = None):
     with allow_listed(filename):
         return torch.load(
             filename, map_location=map_location, weights_only=True)
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Plain pickle restricted to tensors, containers and the checkpoint
+    allow-list (:func:`safe_globals`).
+
+    A tensor pickles as ``_rebuild_tensor_v2`` of a storage, and the
+    storage as ``torch.storage._load_from_bytes`` of a nested
+    ``torch.save`` payload, which torch reads with ``weights_only=False``;
+    here that payload is read with ``weights_only=True`` and the
+    allow-list instead.
+    """
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self.source = source
+        self.allowed = {
+            'collections.OrderedDict': OrderedDict,
+            # Protocol 2 writes bytes as _codecs.encode(str, 'latin1').
+            '_codecs.encode': _codecs.encode,
+            'torch._utils._rebuild_tensor_v2':
+            torch._utils._rebuild_tensor_v2,
+            'torch.storage._load_from_bytes': self._storage,
+            'torch.Size': torch.Size,
+        }
+        for item in safe_globals():
+            obj, name = item if isinstance(item, tuple) else (
+                item, f'{item.__module__}.{item.__qualname__}')
+            self.allowed[name] = obj
+
+    def _storage(self, data: bytes):
+        with allow_listed(self.source, 'pickle'):
+            return torch.load(io.BytesIO(data), weights_only=True)
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.allowed[f'{module}.{name}']
+        except KeyError:
+            raise _refusal(
+                self.source,
+                pickle.UnpicklingError(f'Unsupported global: {module}.{name}'),
+                'pickle') from None
+
+
+def load_pickle(path: str):
+    """A pickle file (``tools/test.py --out preds.pkl``, mmengine's
+    ``dump``) read with the checkpoint allow-list: tensors, numpy arrays,
+    numbers, strings and containers load; anything else is refused by name
+    before it is built.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file holds other objects (nothing in it
+            was run).
+        pickle.UnpicklingError, EOFError: not a pickle, or cut short.
+    """
+    with open(path, 'rb') as f:
+        return _AllowListUnpickler(f, path).load()
 
 
 def hub_cache_file(url: str) -> str:
@@ -343,12 +402,13 @@ def setup_checkpoint_io() -> None:
 
 
 def _refusal(source: str,
-             error: pickle.UnpicklingError) -> UnsafeCheckpointError:
+             error: pickle.UnpicklingError,
+             what: str = 'checkpoint') -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
-        f'Refusing to load checkpoint {source!r}: it contains objects '
+        f'Refusing to load {what} {source!r}: it contains objects '
         'that are not plain tensors, numbers or mmengine log buffers, and '
         'unpickling them could run code. Only load files you trust; a '
-        'checkpoint written by this toolbox never needs this. '
+        f'{what} written by this toolbox never needs this. '
         f'Details: {_refusal_reason(str(error))}')
 
 
