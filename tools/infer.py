@@ -11,11 +11,13 @@ and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
 ``class_names``, best first.
 """
 import argparse
+import os.path as osp
 import sys
 
 from mmengine.config import DictAction
 
 from tood.apis import find_images, init_detector, save_predictions
+from tood.engine import exit_if_user_error
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,8 +65,15 @@ def main(argv=None) -> None:
         except ExportError as error:
             sys.exit(str(error))
     else:
-        model = init_detector(args.config, args.checkpoint, args.device,
-                              args.cfg_options)
+        if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+            sys.exit(f'checkpoint {args.checkpoint} does not exist')
+        try:
+            model = init_detector(args.config, args.checkpoint, args.device,
+                                  args.cfg_options)
+        except Exception as error:
+            # A refused checkpoint, weights that cannot be downloaded.
+            exit_if_user_error(error)
+            raise
     written = save_predictions(model, paths, args.out_dir, args.score_thr,
                                args.batch_size)
     print(f'{len(written)} images with their detections written to '

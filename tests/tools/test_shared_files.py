@@ -110,3 +110,32 @@ def test_confusion_matrix_names_a_bad_results_json(two_class_coco, tmp_path,
               *data_options(two_class_coco)])
     assert message in str(info.value.code)
     assert str(path) in str(info.value.code)
+
+
+# ----------------------------------------------------------- infer.py
+
+SHAPES = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_11e_shapes.py')
+
+
+def test_infer_ends_with_one_message_for_a_bad_checkpoint(tmp_path):
+    import cv2
+    import numpy as np
+    image = str(tmp_path / 'a.png')
+    cv2.imwrite(image, np.zeros((16, 16, 3), np.uint8))
+    marker = tmp_path / 'pwned'
+    crafted = tmp_path / 'crafted.pth'
+    torch.save({'state_dict': {}, 'meta': RunsCode(marker)}, crafted)
+    main = tool_main('infer.py')
+    out_dir = str(tmp_path / 'out')
+    with pytest.raises(SystemExit) as info:
+        main([image, SHAPES, str(crafted), '--out-dir', out_dir])
+    message = str(info.value.code)
+    assert message.startswith(f"Refusing to load checkpoint '{crafted}'")
+    # One paragraph, without torch's advice to turn the check off.
+    assert 'io.open' in message and 'weights_only' not in message
+    assert '\n' not in message
+    assert not marker.exists()
+    missing = str(tmp_path / 'missing.pth')
+    with pytest.raises(SystemExit, match=f'{missing} does not exist'):
+        main([image, SHAPES, missing, '--out-dir', out_dir])
+    assert not osp.exists(out_dir)

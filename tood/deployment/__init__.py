@@ -6,6 +6,7 @@ from .onnx_export import (DEFAULT_OPSET, DEFORM_CONV_OPSET, FORMAT, MIN_OPSET,
                           custom_translations, default_input_shape,
                           deformable_modules, export_config, export_onnx,
                           resolve_opset)
+from .onnx_check import check_onnx_file
 from .onnx_runtime import OnnxDetector, test_cfg_differences
 from .postprocess import nms_numpy, postprocess_numpy
 from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
@@ -14,7 +15,8 @@ from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
 __all__ = [
     'BOX_TOL', 'DEFAULT_OPSET', 'DEFORM_CONV_OPSET', 'FORMAT', 'MIN_OPSET',
     'SCORE_TOL', 'Comparison', 'Detections', 'ExportError',
-    'ExportableDetector', 'OnnxDetector', 'build_detector', 'class_nms',
+    'ExportableDetector', 'OnnxDetector', 'build_detector',
+    'check_onnx_file', 'class_nms',
     'compare_detections', 'custom_translations', 'default_input_shape',
     'deformable_modules', 'export_config', 'export_onnx', 'nms_numpy',
     'postprocess_numpy', 'resolve_opset', 'test_cfg_differences',

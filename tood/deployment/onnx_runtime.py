@@ -22,6 +22,7 @@ import torch
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
+from .onnx_check import check_onnx_file
 from .onnx_export import FORMAT, ExportError
 from .postprocess import postprocess_numpy
 
@@ -105,6 +106,8 @@ class OnnxDetector:
                  device: str = 'cpu',
                  num_threads: Optional[int] = None):
         import onnxruntime as ort
+        # Before ONNX Runtime opens the file: it would read external data.
+        check_onnx_file(onnx_file)
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads

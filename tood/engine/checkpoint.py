@@ -415,16 +415,15 @@ def _refusal(source: str,
 def _refusal_reason(message: str) -> str:
     """What torch's weights_only error says was refused.
 
-    Its paragraphs about ``weights_only=False`` and the documentation are
-    dropped: the advice to turn the check off is not ours to give.
+    Its advice to load with ``weights_only=False``, its hint to allow-list
+    the global and its pointer to the documentation are dropped: turning
+    the check off is not ours to suggest.
     """
-    paragraphs = (p.strip() for p in message.split('\n\n'))
-    reasons = [
-        p.replace('WeightsUnpickler error:', '').strip() for p in paragraphs
-        if p and 'weights_only' not in p
-        and not p.startswith('Check the documentation')
-    ]
-    return ' '.join(reasons) or message
+    marker = 'WeightsUnpickler error:'
+    if marker not in message:
+        return message.strip()
+    reason = message.split(marker, 1)[1].strip().split('\n', 1)[0]
+    return reason.split(' Please use `torch.serialization', 1)[0].strip()
 
 
 def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
