@@ -8,7 +8,9 @@
 For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
 and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
 ``height``, ``bboxes`` ([x1, y1, x2, y2] pixels), ``scores``, ``labels``,
-``class_names``, best first.
+``class_names``, best first. Images that share a stem keep their extension
+(``cat.jpg.png``, ``cat.png.png``); an ``--out-dir`` where an output would
+replace an input image is refused before anything is written.
 """
 import argparse
 import os.path as osp
@@ -18,6 +20,7 @@ from mmengine.config import DictAction
 
 from tood.apis import find_images, init_detector, save_predictions
 from tood.engine import exit_if_user_error
+from tood.errors import OutputConflictError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,8 +77,11 @@ def main(argv=None) -> None:
             # A refused checkpoint, weights that cannot be downloaded.
             exit_if_user_error(error)
             raise
-    written = save_predictions(model, paths, args.out_dir, args.score_thr,
-                               args.batch_size)
+    try:
+        written = save_predictions(model, paths, args.out_dir,
+                                   args.score_thr, args.batch_size)
+    except OutputConflictError as error:
+        sys.exit(str(error))
     print(f'{len(written)} images with their detections written to '
           f'{args.out_dir}')
 

@@ -139,3 +139,29 @@ def test_infer_ends_with_one_message_for_a_bad_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match=f'{missing} does not exist'):
         main([image, SHAPES, missing, '--out-dir', out_dir])
     assert not osp.exists(out_dir)
+
+
+def test_infer_refuses_an_out_dir_that_would_overwrite_an_image(tmp_path):
+    import cv2
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.runner import save_checkpoint
+
+    from tood.registry import MODELS
+    from tood.utils import register_all_modules
+    register_all_modules()
+    model = MODELS.build(Config.fromfile(SHAPES).model)
+    checkpoint = str(tmp_path / 'model.pth')
+    save_checkpoint(dict(state_dict=model.state_dict()), checkpoint)
+    images = tmp_path / 'images'
+    images.mkdir()
+    cv2.imwrite(str(images / 'a.png'), np.zeros((16, 16, 3), np.uint8))
+    before = (images / 'a.png').read_bytes()
+    with pytest.raises(SystemExit) as info:
+        tool_main('infer.py')([str(images), SHAPES, checkpoint, '--out-dir',
+                               str(images)])
+    assert str(info.value.code) == (
+        f'{images}/a.png would be written over the input {images}/a.png: '
+        'choose another output folder (--out-dir); nothing was written')
+    assert (images / 'a.png').read_bytes() == before
+    assert sorted(p.name for p in images.iterdir()) == ['a.png']
