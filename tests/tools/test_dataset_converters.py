@@ -247,3 +247,81 @@ def test_yolo_bad_labels_are_refused_by_file_and_line(tmp_path):
     with pytest.raises(SystemExit, match='names file .*missing.names'):
         main([str(images), '--names', str(tmp_path / 'missing.names'),
               '--out', str(tmp_path / 'out.json')])
+
+
+# ------------------------------------------------------- the --out file
+
+
+def small_voc(root) -> str:
+    """One 30x20 image with one box; returns the split file."""
+    for sub in ('Annotations', 'JPEGImages', 'ImageSets/Main'):
+        (root / sub).mkdir(parents=True)
+    cv2.imwrite(str(root / 'JPEGImages' / 'a.jpg'),
+                np.zeros((20, 30, 3), np.uint8))
+    (root / 'Annotations' / 'a.xml').write_text(
+        '<annotation><object><name>cat</name><bndbox><xmin>2</xmin><ymin>3'
+        '</ymin><xmax>12</xmax><ymax>15</ymax></bndbox></object>'
+        '</annotation>')
+    split = root / 'ImageSets' / 'Main' / 'train.txt'
+    split.write_text('a\n')
+    return str(split)
+
+
+def small_yolo(root) -> tuple:
+    """images/a.jpg with one box; returns (images folder, names file)."""
+    (root / 'images').mkdir(parents=True)
+    (root / 'labels').mkdir()
+    cv2.imwrite(str(root / 'images' / 'a.jpg'),
+                np.zeros((20, 30, 3), np.uint8))
+    (root / 'labels' / 'a.txt').write_text('0 0.5 0.5 0.5 0.5\n')
+    (root / 'names.txt').write_text('cat\n')
+    return str(root / 'images'), str(root / 'names.txt')
+
+
+def test_an_out_that_is_an_input_is_refused(tmp_path):
+    split = small_voc(tmp_path / 'VOC')
+    with pytest.raises(SystemExit) as info:
+        tool_main('voc2coco.py')([split, '--out', split])
+    assert str(info.value.code) == (
+        f'{split} would be written over the input {split}: choose another '
+        '--out; nothing was written')
+    assert open(split).read() == 'a\n'
+
+    images, names = small_yolo(tmp_path / 'yolo')
+    with pytest.raises(SystemExit, match=f'{names} would be written over'):
+        tool_main('yolo2coco.py')([images, '--names', names, '--out', names])
+    assert open(names).read() == 'cat\n'
+
+
+FILE_SIZE_LIMIT = '''
+import resource, runpy, signal, sys
+# Writes past 100 bytes fail with EFBIG, as on a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+@pytest.mark.e2e
+def test_a_failed_write_leaves_the_previous_json(tmp_path):
+    from tool_helpers import run_tool
+    import sys
+    split = small_voc(tmp_path / 'VOC')
+    images, names = small_yolo(tmp_path / 'yolo')
+    out = tmp_path / 'out' / 'train.json'
+    out.parent.mkdir()
+    for tool, args in (('voc2coco.py', [split]),
+                       ('yolo2coco.py', [images, '--names', names])):
+        out.write_text('{"previous": 1}')
+        proc = run_tool([
+            sys.executable, '-c', FILE_SIZE_LIMIT,
+            osp.join(REPO, 'tools', 'dataset_converters', tool), *args,
+            '--out', str(out)
+        ], cwd=str(tmp_path), env=dict(PYTHONDONTWRITEBYTECODE='1'))
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert 'Traceback' not in proc.stdout
+        assert f'{out} could not be written' in proc.stdout
+        assert 'it was left as it was' in proc.stdout
+        assert out.read_text() == '{"previous": 1}'
+        assert os.listdir(out.parent) == ['train.json']
