@@ -310,7 +310,8 @@ def test_a_difficult_that_is_not_a_whole_number_is_named(tmp_path):
         build(root)
     message = str(info.value)
     assert '2 problem(s)' in message
-    assert 'objects a.xml#1, b.xml#1: <difficult> is not a finite number (0 or 1)' in message
+    assert ('objects a.xml#1, b.xml#1: <difficult> is not a finite number '
+            '(0 or 1)') in message
 
 
 def png_header(width: int, height: int) -> bytes:
