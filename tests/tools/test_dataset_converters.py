@@ -325,3 +325,66 @@ def test_a_failed_write_leaves_the_previous_json(tmp_path):
         assert 'it was left as it was' in proc.stdout
         assert out.read_text() == '{"previous": 1}'
         assert os.listdir(out.parent) == ['train.json']
+
+
+# -------------------------------------------- YOLO: one message per case
+
+
+def yolo_folder(root, stems=('a', ), suffix='.jpg'):
+    images, labels = root / 'images', root / 'labels'
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for stem in stems:
+        cv2.imwrite(str(images / f'{stem}{suffix}'),
+                    np.zeros((40, 80, 3), np.uint8))
+    return images, labels
+
+
+def test_yolo_unreadable_label_files_are_named(tmp_path):
+    images, labels = yolo_folder(tmp_path, ('a', 'b', 'c'))
+    (labels / 'a.txt').write_bytes('0 0.5 0.5 0.2 0.2 # café\n'.encode(
+        'latin-1'))
+    (labels / 'b.txt').mkdir()
+    (labels / 'c.txt').write_text('0 0.5 0.5 0.2 0.2\n')
+    with pytest.raises(AnnotationError) as info:
+        yolo_to_coco(str(images), ['cat'])
+    message = str(info.value)
+    assert '2 problem(s)' in message
+    assert 'label file a.txt: not UTF-8 text' in message
+    assert 'label file b.txt: a folder, not a label file' in message
+
+
+def test_yolo_names_yaml_with_mixed_keys_is_named(tmp_path):
+    path = tmp_path / 'data.yaml'
+    path.write_text("names:\n  0: cat\n  '1': dog\n")
+    with pytest.raises(AnnotationError, match='data.yaml: the keys of names '
+                       r"must be the indices 0..1, got \[0, '1'\]"):
+        read_yolo_names(str(path))
+
+
+def test_yolo_boxes_with_nothing_left_after_clipping_are_dropped(
+        tmp_path, log_records):
+    images, labels = yolo_folder(tmp_path)
+    # Within the exporters' rounding tolerance of the right border, and
+    # nothing of it inside the image.
+    (labels / 'a.txt').write_text('0 1.0005 0.5 0.001 0.2\n'
+                                  '0 0.5 0.5 0.2 0.2\n')
+    coco = yolo_to_coco(str(images), ['cat'])
+    assert [a['bbox'] for a in coco['annotations']] == [
+        [32.0, 16.0, 16.0, 8.0]
+    ]
+    warnings = [r.getMessage() for r in log_records if r.levelno >= 30]
+    assert any('line a.txt:1: dropped: no width or height left inside the '
+               'image' in w for w in warnings)
+
+
+def test_yolo_images_sharing_a_label_file_are_warned_about(
+        tmp_path, log_records):
+    images, labels = yolo_folder(tmp_path, ('a', ))
+    cv2.imwrite(str(images / 'a.png'), np.zeros((40, 80, 3), np.uint8))
+    (labels / 'a.txt').write_text('0 0.5 0.5 0.2 0.2\n')
+    coco = yolo_to_coco(str(images), ['cat'])
+    assert len(coco['annotations']) == 2
+    warnings = [r.getMessage() for r in log_records if r.levelno >= 30]
+    assert any('label file a.txt: read for each of a.jpg, a.png' in w
+               for w in warnings)
