@@ -178,7 +178,8 @@ def test_coco128_yolo_export_round_trips_within_rounding(tmp_path, capsys):
     assert sorted(want) == sorted(got)
     assert sum(len(v) for v in got.values()) == 929  # 939 less 10 crowd
     for file_name in want:
-        assert [b[0] for b in got[file_name]] == [b[0] for b in want[file_name]]
+        assert ([b[0] for b in got[file_name]] ==
+                [b[0] for b in want[file_name]])
         # 6 normalised decimals of a 640-pixel side: within 1e-3 px, plus
         # the converter's rounding to 3 decimals.
         np.testing.assert_allclose(
