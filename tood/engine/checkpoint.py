@@ -413,17 +413,23 @@ def _refusal(source: str,
 
 
 def _refusal_reason(message: str) -> str:
-    """What torch's weights_only error says was refused.
+    """What torch's weights_only error says was refused, on one line.
 
     Its advice to load with ``weights_only=False``, its hint to allow-list
     the global and its pointer to the documentation are dropped: turning
-    the check off is not ours to suggest.
+    the check off is not ours to suggest. (torch words the error in more
+    than one way: ``WeightsUnpickler error: Unsupported global: ...`` or
+    ``Trying to load unsupported GLOBAL ...``.)
     """
-    marker = 'WeightsUnpickler error:'
-    if marker not in message:
-        return message.strip()
-    reason = message.split(marker, 1)[1].strip().split('\n', 1)[0]
-    return reason.split(' Please use `torch.serialization', 1)[0].strip()
+    reasons = []
+    for line in message.splitlines():
+        line = line.strip().replace('WeightsUnpickler error:', '').strip()
+        if not line or 'weights_only' in line or line.startswith(
+            ('Weights only load failed', 'Check the documentation',
+             '(1)', '(2)')):
+            continue
+        reasons.append(line.split(' Please use `torch.serialization')[0])
+    return ' '.join(reasons) or message.strip()
 
 
 def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:
