@@ -67,8 +67,9 @@ def check_onnx_file(path: str) -> None:
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as error:  # protobuf's DecodeError, onnx's own
-        raise ExportError(f'{path} is not an ONNX model: it cannot be '
-                          f'parsed ({type(error).__name__}: {error})') from None
+        raise ExportError(
+            f'{path} is not an ONNX model: it cannot be parsed '
+            f'({type(error).__name__}: {error})') from None
     tensors = list(_graph_tensors(model.graph))
     for function in model.functions:
         for node in function.node:

@@ -22,9 +22,10 @@ torch's ``load_state_dict_from_url``, which unpickles with
 is set), its ``pavi://`` loader likewise.
 
 :func:`setup_checkpoint_io` registers our own loaders for all of these
-schemes (``pavi://`` is refused) with mmengine's ``CheckpointLoader.register_scheme`` (its extension point).
-They keep ``weights_only=True`` and allow exactly the globals found in
-checkpoints written by our runner (found by saving one and reading
+schemes (``pavi://`` is refused) with mmengine's
+``CheckpointLoader.register_scheme`` (its extension point). They keep
+``weights_only=True`` and allow exactly the globals found in checkpoints
+written by our runner (found by saving one and reading
 ``torch.serialization.get_unsafe_globals_in_checkpoint``), through torch's
 ``safe_globals`` context manager, so the allow-list holds only while one of
 our loaders reads a file. ``getattr`` itself is not allow-listed: that
@@ -32,7 +33,9 @@ would let a file reach any attribute of any allowed object. Instead the
 name ``builtins.getattr`` is bound to a function that only hands out
 HistoryBuffer's own statistics methods. A file that needs anything else
 (for instance one crafted to run code while unpickling) fails with
-:class:`UnsafeCheckpointError` naming the file. A download that fails (no
+:class:`UnsafeCheckpointError` naming the file. :func:`load_pickle` reads
+plain pickles (``tools/test.py --out preds.pkl``) with the same
+allow-list. A download that fails (no
 network on a cluster node, say) fails with :class:`ModelDownloadError`
 naming the file, where it was looked for, and the ways on.
 
