@@ -361,3 +361,23 @@ def test_the_tool_prints_one_message(tmp_path, server, monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main(['toy', '--root', str(tmp_path / 'data')])
     assert 'toy.zip could not be downloaded' in str(info.value.code)
+
+
+def test_only_the_archive_that_failed_without_an_md5_is_deleted(
+        tmp_path, server, monkeypatch):
+    good = tar_bytes({'VOC2099/ImageSets/Main/train.txt': b'a\n'})
+    server.files['/a.tar'] = good
+    server.files['/b.zip'] = b'PK\x03\x04' + b'\x00' * 200
+    monkeypatch.setitem(download.DATASETS, 'toy', DatasetSpec(
+        description='toy',
+        archives=(Archive('a.tar', (f'{server.url}/a.tar', ),
+                          hashlib.md5(good).hexdigest()),
+                  Archive('b.zip', (f'{server.url}/b.zip', ))),
+        expected=EXPECTED))
+    root = str(tmp_path / 'data')
+    with pytest.raises(DownloadError) as info:
+        install('toy', root, log=quiet)
+    assert 'b.zip cannot be unpacked' in str(info.value)
+    assert 'b.zip was deleted' in str(info.value)
+    assert 'a.tar' not in str(info.value).split('cannot be unpacked')[1]
+    assert listing(root) == ['.downloads/a.tar']

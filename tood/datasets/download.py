@@ -495,10 +495,15 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _unverified(spec: DatasetSpec, paths: Sequence[str]) -> List[str]:
-    """The archives of ``paths`` without a published MD5: their content is
-    checked only by unpacking them."""
-    return [p for a, p in zip(spec.archives, paths) if a.md5 is None]
+def _unverified(spec: DatasetSpec, paths: Sequence[str],
+                only: Optional[Sequence[str]] = None) -> List[str]:
+    """The archives of ``paths`` (``paths[i]`` is that of
+    ``spec.archives[i]``), or of those among ``only``, that have no
+    published MD5: their content is checked only by unpacking them."""
+    return [
+        p for a, p in zip(spec.archives, paths)
+        if a.md5 is None and (only is None or p in only)
+    ]
 
 
 def _deleted(paths: Sequence[str]) -> str:
@@ -522,7 +527,8 @@ def _check_unpack_space(spec: DatasetSpec, paths: Sequence[str],
             needed += unpacked_size(path)
         except ArchiveError as error:
             raise ArchiveError(
-                f'{error}{_deleted(_unverified(spec, [path]))}') from error
+                f'{error}{_deleted(_unverified(spec, paths, [path]))}'
+            ) from error
     free = _free_bytes(root)
     if needed > free:
         names = ', '.join(osp.basename(p) for p in paths)
@@ -582,7 +588,7 @@ def install(name: str,
                 unpack(path, tmp)
             except ArchiveError as error:
                 raise ArchiveError(
-                    f'{error}{_deleted(_unverified(spec, [path]))}'
+                    f'{error}{_deleted(_unverified(spec, paths, [path]))}'
                 ) from error
         for old, new in spec.rename.items():
             if osp.exists(osp.join(tmp, old)):
