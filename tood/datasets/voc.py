@@ -424,9 +424,9 @@ class VOCDataset(BaseDetDataset):
         img_path = join_path(root, self.img_subdir,
                              f'{img_id}{self.img_suffix}')
         outside = [
-            p for p in (xml_path, img_path)
-            if not _inside(p, join_path(root, self.ann_subdir if p ==
-                                        xml_path else self.img_subdir))
+            path for path, folder in ((xml_path, self.ann_subdir),
+                                      (img_path, self.img_subdir))
+            if not _inside(path, join_path(root, folder))
         ]
         if outside:
             fatal.add(
