@@ -8,7 +8,15 @@ def read_requirements(path: str) -> list:
 
 
 # onnxscript is what torch's dynamo-based exporter writes graphs with.
-ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.18', 'onnxscript>=0.3']
+# onnxruntime 1.24 refuses external-data paths that leave the model's
+# folder, 1.24.3 also for models read from memory and fixes out-of-bounds
+# reads of crafted models (its wheels need Python 3.11 or newer).
+ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.24.3', 'onnxscript>=0.3']
+
+# The code needs 3.10 (glob's root_dir); datasets are unpacked with
+# tarfile's filter='data', which 3.10 has from 3.10.12 and 3.11 from 3.11.4.
+PYTHON_REQUIRES = '>=3.10.12, !=3.11.0, !=3.11.1, !=3.11.2, !=3.11.3'
+
 # TensorBoard and MLflow logging (docs/training.md); mlflow-skinny is
 # MLflow's client without the server and UI (the full mlflow package
 # brings it too).
@@ -22,7 +30,7 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['tood', 'tood.*']),
-    python_requires='>=3.8',
+    python_requires=PYTHON_REQUIRES,
     # mmengine is pinned to 0.10.7 (requirements.txt): tood's CheckpointHook
     # replaces its private _save_checkpoint_with_step, so that a checkpoint
     # is written before the one it retires is deleted.

@@ -26,7 +26,9 @@ class ImageLoadError(OSError):
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
-    """A checkpoint holds objects outside the allow-list; nothing was run."""
+    """A checkpoint (or another pickle read with the checkpoint allow-list)
+    holds objects outside the allow-list, or comes from a source that is
+    not read; nothing was run."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -39,8 +41,15 @@ class ModelDownloadError(OSError):
     message names the file, where it was looked for and the ways on."""
 
 
+class OutputConflictError(FileExistsError):
+    """An output a tool was about to write is one of its inputs (or
+    another of its outputs); the message names both and the option that
+    chose the output. Nothing was written."""
+
+
 USER_ERRORS = (ConfigError, AnnotationError, ImageLoadError,
-               UnsafeCheckpointError, NonFiniteLossError, ModelDownloadError)
+               UnsafeCheckpointError, NonFiniteLossError, ModelDownloadError,
+               OutputConflictError)
 
 
 def check_value(ok: bool, key: str, allowed: str, value) -> None:

@@ -11,15 +11,21 @@ and scores and ``OUT_DIR/<stem>.json`` holds them: ``image``, ``width``,
 ``height``, ``bboxes`` ([x1, y1, x2, y2] pixels), ``scores``, ``labels``,
 ``class_names``, best first. ``--score-thr auto`` uses the per-class
 thresholds that ``tools/analysis/operating_point.py --write`` stored in the
-checkpoint or ONNX file (docs/analysis.md).
+checkpoint or ONNX file (docs/analysis.md). Images that share a stem keep
+their extension (``cat.jpg.png``, ``cat.png.png``); an ``--out-dir`` where
+an output would replace an input image is refused before anything is
+written.
 """
 import argparse
+import os.path as osp
 import sys
 from typing import Union
 
 from mmengine.config import DictAction
 
 from tood.apis import find_images, init_detector, save_predictions
+from tood.engine import exit_if_user_error
+from tood.errors import OutputConflictError
 
 
 def score_thr_arg(value: str) -> Union[float, str]:
@@ -80,8 +86,15 @@ def main(argv=None) -> None:
         except ExportError as error:
             sys.exit(str(error))
     else:
-        model = init_detector(args.config, args.checkpoint, args.device,
-                              args.cfg_options)
+        if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+            sys.exit(f'checkpoint {args.checkpoint} does not exist')
+        try:
+            model = init_detector(args.config, args.checkpoint, args.device,
+                                  args.cfg_options)
+        except Exception as error:
+            # A refused checkpoint, weights that cannot be downloaded.
+            exit_if_user_error(error)
+            raise
     score_thr = args.score_thr
     if score_thr == 'auto':
         from tood.deployment.score_thresholds import thresholds_for_classes
@@ -93,8 +106,11 @@ def main(argv=None) -> None:
             sys.exit(str(error))
         print('score thresholds: ' + ', '.join(
             f'{name} {thr:.3f}' for name, thr in zip(classes, score_thr)))
-    written = save_predictions(model, paths, args.out_dir, score_thr,
-                               args.batch_size)
+    try:
+        written = save_predictions(model, paths, args.out_dir, score_thr,
+                                   args.batch_size)
+    except OutputConflictError as error:
+        sys.exit(str(error))
     print(f'{len(written)} images with their detections written to '
           f'{args.out_dir}')
 

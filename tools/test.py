@@ -3,8 +3,10 @@
     python tools/test.py configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth
     bash tools/dist_test.sh configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth 8
 
-``--out preds.pkl`` dumps the raw predictions, ``--out results.json`` the
-detections in COCO's result format; ``--show-dir DIR`` draws them.
+``--out results.json`` writes the detections in COCO's result format
+(plain data, what tools/analysis/confusion_matrix.py reads), ``--out
+preds.pkl`` dumps the raw predictions as a pickle; ``--show-dir DIR`` draws
+them.
 ``--compile`` compiles the network (docs/training.md). A checkpoint written
 with an EMA hook holds the averaged weights, which are what is evaluated.
 """
@@ -29,8 +31,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='where the log goes; defaults to work_dirs/<config name>')
     parser.add_argument(
         '--out',
-        help='.pkl: dump the raw predictions; .json: write the detections '
-        'in COCO result format')
+        help='.json: write the detections in COCO result format (what '
+        'tools/analysis/confusion_matrix.py reads); .pkl: dump the raw '
+        'predictions')
     parser.add_argument(
         '--show-dir', help='write the images with predicted boxes here')
     parser.add_argument(

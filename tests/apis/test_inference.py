@@ -1,4 +1,5 @@
 """init_detector and inference_detector on a tiny untrained TOOD."""
+import json
 import os.path as osp
 
 import cv2
@@ -9,8 +10,9 @@ from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 
 from tood.apis import (detections_to_dict, find_images, inference_detector,
-                       init_detector)
+                       init_detector, save_predictions)
 from tood.datasets.coco import COCO_CLASSES
+from tood.errors import OutputConflictError
 from tood.registry import MODELS
 from tood.structures import DetDataSample
 from tood.utils import register_all_modules
@@ -196,3 +198,41 @@ def test_find_images_from_a_file_a_folder_or_a_glob(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match='no images'):
         find_images(str(tmp_path / '*.gif'))
+
+
+def test_every_input_gets_its_own_outputs(model, images, tmp_path):
+    """cat.jpg and cat.png in one folder, and a cat.png in a subfolder:
+    three drawings and three jsons, each naming its own image."""
+    arrays, _ = images
+    folder = tmp_path / 'in'
+    (folder / 'sub').mkdir(parents=True)
+    paths = [str(folder / 'cat.jpg'), str(folder / 'cat.png'),
+             str(folder / 'sub' / 'cat.png'), str(folder / 'dog.png')]
+    for path, array in zip(paths, arrays + arrays[:1]):
+        cv2.imwrite(path, array)
+    out_dir = tmp_path / 'out'
+    written = save_predictions(model, paths, str(out_dir), progress=False)
+    assert len(set(written)) == 4
+    names = sorted(osp.basename(p) for p in written)
+    # A stem used once stays as it was; colliding ones keep their
+    # extension, and their folder where that still collides.
+    assert names == ['cat.jpg.json', 'cat.png.json', 'dog.json',
+                     'sub__cat.png.json']
+    for json_file, path in zip(written, paths):
+        with open(json_file) as f:
+            assert json.load(f)['image'] == path
+        assert osp.isfile(json_file[:-len('json')] + 'png')
+
+
+def test_an_output_that_is_an_input_is_refused(model, images, tmp_path):
+    arrays, _ = images
+    paths = [str(tmp_path / 'a.png'), str(tmp_path / 'b.jpg')]
+    for path, array in zip(paths, arrays):
+        cv2.imwrite(path, array)
+    before = [open(p, 'rb').read() for p in paths]
+    with pytest.raises(OutputConflictError) as info:
+        save_predictions(model, paths, str(tmp_path), progress=False)
+    message = str(info.value)
+    assert paths[0] in message and 'choose another' in message
+    assert [open(p, 'rb').read() for p in paths] == before
+    assert not (tmp_path / 'b.png').exists()

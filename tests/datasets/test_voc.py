@@ -297,3 +297,74 @@ def test_bccd_photographs(log_records):
     test = VOCDataset(data_root=BCCD, ann_file='BCCD/ImageSets/Main/test.txt',
                       metainfo=dict(classes=classes), test_mode=True)
     assert len(test) == 72
+
+
+def test_a_difficult_that_is_not_a_whole_number_is_named(tmp_path):
+    root = str(tmp_path / 'VOC')
+    write_voc(root, {
+        'a': ([('cat', [1, 1, 5, 5], 'inf')], (16, 16), 'same'),
+        'b': ([('cat', [1, 1, 5, 5], 'nan')], (16, 16), 'same'),
+        'c': ([('cat', [1, 1, 5, 5], '1.0')], (16, 16), 'same'),
+    })
+    with pytest.raises(AnnotationError) as info:
+        build(root)
+    message = str(info.value)
+    assert '2 problem(s)' in message
+    assert ('objects a.xml#1, b.xml#1: <difficult> is not a finite number '
+            '(0 or 1)') in message
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` (its pixel data is not
+    there: only the header is read when a dataset loads)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+
+    return (b'\x89PNG\r\n\x1a\n' +
+            chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0,
+                                       0, 0)) +
+            chunk(b'IDAT', zlib.compress(b'\x00' * 64)) +
+            chunk(b'IEND', b''))
+
+
+def test_images_over_pillows_pixel_limit_are_read_by_size(tmp_path,
+                                                          monkeypatch):
+    # 20000 x 10000: twice Pillow's default limit, as aerial and pathology
+    # images are; under OpenCV's, which decodes them.
+    root = tmp_path / 'VOC'
+    write_voc(str(root), {'big': ([('cat', [1, 1, 50, 50], 0)], None,
+                                  (20000, 10000))})
+    (root / 'JPEGImages' / 'big.png').write_bytes(png_header(20000, 10000))
+    dataset = build(str(root), img_suffix='.png')
+    assert (records(dataset)[0]['width'],
+            records(dataset)[0]['height']) == (20000, 10000)
+    # Over OpenCV's limit too: refused by name, with the limit to raise.
+    monkeypatch.setenv('OPENCV_IO_MAX_IMAGE_PIXELS', str(10**8))
+    with pytest.raises(AnnotationError) as info:
+        build(str(root), img_suffix='.png')
+    message = str(info.value)
+    assert 'image big.png: 20000x10000 = 200,000,000 pixels' in message
+    assert 'OPENCV_IO_MAX_IMAGE_PIXELS' in message and '100,000,000' in message
+
+
+def test_an_id_that_leaves_the_voc_folder_is_named_with_its_path(tmp_path):
+    root = tmp_path / 'VOC'
+    write_voc(str(root), {'ok': ([('cat', [1, 1, 5, 5], 0)], (16, 16),
+                                 'same')})
+    # An annotation and an image outside the VOC folder, which an id with
+    # '..' reaches.
+    (tmp_path / 'outside.xml').write_text(
+        xml_text([('cat', [1, 1, 5, 5], 0)], (16, 16)))
+    cv2.imwrite(str(tmp_path / 'outside.jpg'), np.zeros((16, 16, 3),
+                                                        np.uint8))
+    with open(root / 'ImageSets' / 'Main' / 'train.txt', 'a') as f:
+        f.write('../../outside\n')
+    with pytest.raises(AnnotationError) as info:
+        build(str(root))
+    message = str(info.value)
+    assert "image id ../../outside: leads outside the VOC folder" in message
+    assert str(tmp_path / 'outside.xml') in message

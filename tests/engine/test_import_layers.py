@@ -18,6 +18,7 @@ PACKAGE = Path(osp.dirname(__file__)).parents[1] / 'tood'
 LEVELS = {
     'tood': 0,
     'tood.errors': 0,
+    'tood.output_paths': 0,
     'tood.registry': 0,
     'tood.structures': 0,
     'tood.visualization': 0,

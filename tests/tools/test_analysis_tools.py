@@ -267,6 +267,20 @@ def test_confusion_matrix_tool_from_test_results(shapes_run, tmp_path):
     assert counts[:, :8].sum() == kept
     # The tool printed the same counts.
     assert str(counts[8]).replace('\n', '') in log.replace('\n', '')
+
+    # The json of --out results.json (the documented format) gives the
+    # same matrix.
+    results_file = str(tmp_path / 'results.json')
+    assert_ok(
+        python_tool(
+            'test.py', shapes_run['config'], shapes_run['checkpoint'],
+            '--work-dir', str(tmp_path / 'test_work'), '--out', results_file,
+            cwd=str(tmp_path)))
+    json_log = assert_ok(
+        analysis_tool(
+            'confusion_matrix.py', shapes_run['config'], results_file,
+            '--out', out, '--score-thr', str(thr), cwd=str(tmp_path)))
+    assert json_log.split('counts')[1] == log.split('counts')[1]
     with pytest.raises(KeyError, match='not in the dataset'):
         confusion_matrix([dict(img_id=999, pred_instances={})], gts, 8)
     assert dataset.metainfo['classes'] == SHAPES_CLASSES

@@ -178,7 +178,8 @@ def test_coco128_yolo_export_round_trips_within_rounding(tmp_path, capsys):
     assert sorted(want) == sorted(got)
     assert sum(len(v) for v in got.values()) == 929  # 939 less 10 crowd
     for file_name in want:
-        assert [b[0] for b in got[file_name]] == [b[0] for b in want[file_name]]
+        assert ([b[0] for b in got[file_name]] ==
+                [b[0] for b in want[file_name]])
         # 6 normalised decimals of a 640-pixel side: within 1e-3 px, plus
         # the converter's rounding to 3 decimals.
         np.testing.assert_allclose(
@@ -247,3 +248,144 @@ def test_yolo_bad_labels_are_refused_by_file_and_line(tmp_path):
     with pytest.raises(SystemExit, match='names file .*missing.names'):
         main([str(images), '--names', str(tmp_path / 'missing.names'),
               '--out', str(tmp_path / 'out.json')])
+
+
+# ------------------------------------------------------- the --out file
+
+
+def small_voc(root) -> str:
+    """One 30x20 image with one box; returns the split file."""
+    for sub in ('Annotations', 'JPEGImages', 'ImageSets/Main'):
+        (root / sub).mkdir(parents=True)
+    cv2.imwrite(str(root / 'JPEGImages' / 'a.jpg'),
+                np.zeros((20, 30, 3), np.uint8))
+    (root / 'Annotations' / 'a.xml').write_text(
+        '<annotation><object><name>cat</name><bndbox><xmin>2</xmin><ymin>3'
+        '</ymin><xmax>12</xmax><ymax>15</ymax></bndbox></object>'
+        '</annotation>')
+    split = root / 'ImageSets' / 'Main' / 'train.txt'
+    split.write_text('a\n')
+    return str(split)
+
+
+def small_yolo(root) -> tuple:
+    """images/a.jpg with one box; returns (images folder, names file)."""
+    (root / 'images').mkdir(parents=True)
+    (root / 'labels').mkdir()
+    cv2.imwrite(str(root / 'images' / 'a.jpg'),
+                np.zeros((20, 30, 3), np.uint8))
+    (root / 'labels' / 'a.txt').write_text('0 0.5 0.5 0.5 0.5\n')
+    (root / 'names.txt').write_text('cat\n')
+    return str(root / 'images'), str(root / 'names.txt')
+
+
+def test_an_out_that_is_an_input_is_refused(tmp_path):
+    split = small_voc(tmp_path / 'VOC')
+    with pytest.raises(SystemExit) as info:
+        tool_main('voc2coco.py')([split, '--out', split])
+    assert str(info.value.code) == (
+        f'{split} would be written over the input {split}: choose another '
+        '--out; nothing was written')
+    assert open(split).read() == 'a\n'
+
+    images, names = small_yolo(tmp_path / 'yolo')
+    with pytest.raises(SystemExit, match=f'{names} would be written over'):
+        tool_main('yolo2coco.py')([images, '--names', names, '--out', names])
+    assert open(names).read() == 'cat\n'
+
+
+FILE_SIZE_LIMIT = '''
+import resource, runpy, signal, sys
+# Writes past 100 bytes fail with EFBIG, as on a full disk.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
+@pytest.mark.e2e
+def test_a_failed_write_leaves_the_previous_json(tmp_path):
+    from tool_helpers import run_tool
+    import sys
+    split = small_voc(tmp_path / 'VOC')
+    images, names = small_yolo(tmp_path / 'yolo')
+    out = tmp_path / 'out' / 'train.json'
+    out.parent.mkdir()
+    for tool, args in (('voc2coco.py', [split]),
+                       ('yolo2coco.py', [images, '--names', names])):
+        out.write_text('{"previous": 1}')
+        proc = run_tool([
+            sys.executable, '-c', FILE_SIZE_LIMIT,
+            osp.join(REPO, 'tools', 'dataset_converters', tool), *args,
+            '--out', str(out)
+        ], cwd=str(tmp_path), env=dict(PYTHONDONTWRITEBYTECODE='1'))
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert 'Traceback' not in proc.stdout
+        assert f'{out} could not be written' in proc.stdout
+        assert 'it was left as it was' in proc.stdout
+        assert out.read_text() == '{"previous": 1}'
+        assert os.listdir(out.parent) == ['train.json']
+
+
+# -------------------------------------------- YOLO: one message per case
+
+
+def yolo_folder(root, stems=('a', ), suffix='.jpg'):
+    images, labels = root / 'images', root / 'labels'
+    images.mkdir(parents=True)
+    labels.mkdir()
+    for stem in stems:
+        cv2.imwrite(str(images / f'{stem}{suffix}'),
+                    np.zeros((40, 80, 3), np.uint8))
+    return images, labels
+
+
+def test_yolo_unreadable_label_files_are_named(tmp_path):
+    images, labels = yolo_folder(tmp_path, ('a', 'b', 'c'))
+    (labels / 'a.txt').write_bytes('0 0.5 0.5 0.2 0.2 # café\n'.encode(
+        'latin-1'))
+    (labels / 'b.txt').mkdir()
+    (labels / 'c.txt').write_text('0 0.5 0.5 0.2 0.2\n')
+    with pytest.raises(AnnotationError) as info:
+        yolo_to_coco(str(images), ['cat'])
+    message = str(info.value)
+    assert '2 problem(s)' in message
+    assert 'label file a.txt: not UTF-8 text' in message
+    assert 'label file b.txt: a folder, not a label file' in message
+
+
+def test_yolo_names_yaml_with_mixed_keys_is_named(tmp_path):
+    path = tmp_path / 'data.yaml'
+    path.write_text("names:\n  0: cat\n  '1': dog\n")
+    with pytest.raises(AnnotationError, match='data.yaml: the keys of names '
+                       r"must be the indices 0..1, got \[0, '1'\]"):
+        read_yolo_names(str(path))
+
+
+def test_yolo_boxes_with_nothing_left_after_clipping_are_dropped(
+        tmp_path, log_records):
+    images, labels = yolo_folder(tmp_path)
+    # Within the exporters' rounding tolerance of the right border, and
+    # nothing of it inside the image.
+    (labels / 'a.txt').write_text('0 1.0005 0.5 0.001 0.2\n'
+                                  '0 0.5 0.5 0.2 0.2\n')
+    coco = yolo_to_coco(str(images), ['cat'])
+    assert [a['bbox'] for a in coco['annotations']] == [
+        [32.0, 16.0, 16.0, 8.0]
+    ]
+    warnings = [r.getMessage() for r in log_records if r.levelno >= 30]
+    assert any('line a.txt:1: dropped: no width or height left inside the '
+               'image' in w for w in warnings)
+
+
+def test_yolo_images_sharing_a_label_file_are_warned_about(
+        tmp_path, log_records):
+    images, labels = yolo_folder(tmp_path, ('a', ))
+    cv2.imwrite(str(images / 'a.png'), np.zeros((40, 80, 3), np.uint8))
+    (labels / 'a.txt').write_text('0 0.5 0.5 0.2 0.2\n')
+    coco = yolo_to_coco(str(images), ['cat'])
+    assert len(coco['annotations']) == 2
+    warnings = [r.getMessage() for r in log_records if r.levelno >= 30]
+    assert any('label file a.txt: read for each of a.jpg, a.png' in w
+               for w in warnings)

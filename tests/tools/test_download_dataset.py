@@ -86,7 +86,8 @@ def test_install_verifies_unpacks_and_cleans_up(tmp_path, toy_dataset,
     assert fetched == ['http://mirror-a/trainval.tar',
                        'http://mirror-b/trainval.tar',
                        'http://mirror-b/test.tar']
-    assert sorted(os.listdir(root)) == ['VOCdevkit']
+    # The marker, written last, says the install finished.
+    assert sorted(os.listdir(root)) == ['.toy.installed', 'VOCdevkit']
     assert sorted(os.listdir(osp.join(root, 'VOCdevkit'))) == [
         'VOC2007', 'VOC2099'
     ]

@@ -5,6 +5,7 @@ from typing import List, Optional
 import numpy as np
 from mmengine.config import Config
 
+from tood.output_paths import output_names, refuse_overwriting_inputs
 from tood.visualization import draw_detections, imwrite
 
 # Crowd regions (ignored in training and evaluation), RGB.
@@ -35,18 +36,34 @@ def browse_dataset(dataset,
 
     Args:
         dataset: e.g. from ``build_dataset``.
-        out_dir: the images go to ``{out_dir}/{stem}.png`` (stem of the
-            image file, else the image id).
+        out_dir: the images go to ``{out_dir}/{name}.png``: the image
+            file's stem, distinct per image
+            (``tood.output_paths.output_names``), else the image id.
         num_images: the first so many items; None or <= 0: all.
         progress: show a progress bar.
     Returns:
         The files written.
+    Raises:
+        OutputConflictError: a drawing would be written over an image of
+            the dataset (``out_dir`` is its image folder); checked before
+            anything is written.
     """
     from mmengine.utils import ProgressBar
 
     total = len(dataset)
     if num_images is not None and num_images > 0:
         total = min(total, num_images)
+    infos = [dataset.get_data_info(index) for index in range(len(dataset))]
+    inputs = [info.get('img_path') for info in infos]
+    named = [index for index in range(total) if inputs[index]]
+    names = dict(zip(named, output_names([inputs[i] for i in named])))
+    outputs = [
+        osp.join(out_dir,
+                 f'{names.get(index, infos[index].get("img_id", index))}.png')
+        for index in range(total)
+    ]
+    refuse_overwriting_inputs(outputs, filter(None, inputs),
+                              'output folder (--output-dir)')
     metainfo = dataset.metainfo
     bar = ProgressBar(total) if progress else None
     written = []
@@ -71,10 +88,7 @@ def browse_dataset(dataset,
                 gt.labels,
                 class_names=metainfo.get('classes'),
                 palette=metainfo.get('palette'))
-        img_path = sample.metainfo.get('img_path')
-        stem = osp.splitext(osp.basename(img_path))[0] if img_path else str(
-            sample.metainfo.get('img_id', index))
-        written.append(imwrite(osp.join(out_dir, f'{stem}.png'), image))
+        written.append(imwrite(outputs[index], image))
         if bar is not None:
             bar.update()
     if bar is not None:

@@ -8,9 +8,10 @@ object they overlap most, at IoU >= ``iou_thr`` and whatever the classes,
 so a class mix-up shows as an off-diagonal cell rather than as a miss plus
 a false positive.
 """
+import math
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +48,80 @@ def ground_truth_by_image(dataset) -> Dict[int, dict]:
                            torch.long).reshape(-1),
             ignored=_tensor([i['bbox'] for i in crowd]).reshape(-1, 4))
     return gts
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and math.isfinite(value)
+
+
+def predictions_from_coco_results(results, source: str,
+                                  image_ids: Sequence,
+                                  cat_ids: Sequence[int]) -> List[dict]:
+    """Detections in COCO's result format (the json ``tools/test.py --out
+    results.json`` writes) as the per-image predictions
+    :func:`confusion_matrix` takes.
+
+    Args:
+        results: the parsed json: a list of ``dict(image_id, bbox=[x, y,
+            w, h], score, category_id)``.
+        source: the file it came from, for messages.
+        image_ids: every image of the test set; one without results gets
+            no detections (the json lists detections, not images).
+        cat_ids: the category id of each label (``CocoDataset.cat_ids``;
+            ``CocoMetric`` without an annotation file writes the labels).
+    Returns:
+        Per image ``dict(img_id, pred_instances=dict(bboxes (N, 4) xyxy,
+        scores (N,), labels (N,)))``: images of ``image_ids`` first, then
+        any other image named in ``results``.
+    Raises:
+        ValueError: naming ``source`` and the entry: not a list of
+            results, an entry without a number where one is needed, a
+            category id not among ``cat_ids``.
+    """
+    if not isinstance(results, list):
+        raise ValueError(f'{source} is not a list of COCO results (the '
+                         'json tools/test.py --out results.json writes)')
+    label_of = {cat_id: label for label, cat_id in enumerate(cat_ids)}
+    per_image: Dict = {img_id: ([], [], []) for img_id in image_ids}
+    for index, entry in enumerate(results):
+        where = f'{source}, entry {index}'
+        if not isinstance(entry, dict) or not all(
+                key in entry
+                for key in ('image_id', 'bbox', 'score', 'category_id')):
+            raise ValueError(f'{where}: not a dict with image_id, bbox, '
+                             'score and category_id')
+        bbox = entry['bbox']
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(
+                _is_number(v) for v in bbox):
+            raise ValueError(f'{where}: bbox must be four numbers '
+                             f'[x, y, w, h], got {bbox!r}')
+        if not _is_number(entry['score']):
+            raise ValueError(f'{where}: score must be a number, got '
+                             f'{entry["score"]!r}')
+        if entry['category_id'] not in label_of:
+            raise ValueError(
+                f'{where}: category_id {entry["category_id"]!r} is not '
+                f'among the dataset\'s categories {list(cat_ids)}: is it '
+                'the config the results were made with?')
+        image_id = entry['image_id']
+        if not isinstance(image_id, (int, str)):
+            raise ValueError(f'{where}: image_id must be a number or a '
+                             f'string, got {image_id!r}')
+        boxes, scores, labels = per_image.setdefault(image_id, ([], [], []))
+        x, y, w, h = bbox
+        boxes.append([x, y, x + w, y + h])
+        scores.append(entry['score'])
+        labels.append(label_of[entry['category_id']])
+    return [
+        dict(
+            img_id=img_id,
+            pred_instances=dict(
+                bboxes=_tensor(boxes).reshape(-1, 4),
+                scores=_tensor(scores).reshape(-1),
+                labels=_tensor(labels, torch.long).reshape(-1)))
+        for img_id, (boxes, scores, labels) in per_image.items()
+    ]
 
 
 def match_image(pred_bboxes: torch.Tensor,
@@ -110,9 +185,11 @@ def confusion_matrix(predictions: Sequence[dict],
     """Confusion counts over a test set.
 
     Args:
-        predictions: the list ``tools/test.py --out x.pkl`` dumps: per image
-            a dict with ``img_id`` and ``pred_instances`` (``bboxes``,
-            ``scores``, ``labels``), boxes in original-image pixels.
+        predictions: per image a dict with ``img_id`` and
+            ``pred_instances`` (``bboxes``, ``scores``, ``labels``), boxes
+            in original-image pixels: from
+            :func:`predictions_from_coco_results`, or the list
+            ``tools/test.py --out x.pkl`` dumps.
         ground_truth: from ``ground_truth_by_image``.
         num_classes: K.
         score_thr: detections below it are left out.

@@ -4,7 +4,9 @@ table: accuracy, size, cost and training time side by side.
 From each work dir:
 
 * the config: the ``*.py`` that the runner dumps into the work dir (the
-  newest, if there are several), with any ``--cfg-options`` applied;
+  newest, if there are several), with any ``--cfg-options`` applied, read
+  without running it (``tood.analysis.dumped_config``: a ``.py`` in a
+  shared work dir that holds anything but plain values is refused);
 * accuracy: the last validation record of ``vis_data/scalars.json``
   (``*/bbox_mAP``, ``_50``, ``_75``, ``_s``, ``_m``, ``_l``; shown ×100), and
   the best mAP with its epoch; a resumed run is joined to the runs it
@@ -22,9 +24,9 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
-from mmengine.config import Config
-
 from tood.visualization import ScalarLog, load_work_dir
+
+from .dumped_config import read_dumped_config
 
 METRICS = (('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'),
            ('AP75', 'bbox_mAP_75'), ('APs', 'bbox_mAP_s'),
@@ -104,6 +106,8 @@ def collect_run(work_dir: str,
             image size are counted once.
     Raises:
         FileNotFoundError: no dumped config or no scalar log.
+        ConfigError: with ``count_flops``, the dumped config holds more
+            than plain values (nothing in it is run).
     """
     config_file = find_config(work_dir)
     log = load_work_dir(work_dir)
@@ -124,7 +128,7 @@ def collect_run(work_dir: str,
     if count_flops:
         from .complexity import (config_complexity, eval_image_shape,
                                  pad_divisor, padded)
-        cfg = Config.fromfile(config_file)
+        cfg = read_dumped_config(config_file)
         shape = padded(eval_image_shape(cfg), pad_divisor(cfg))
         key = (repr(cfg.model.to_dict()), shape)
         cache = {} if cache is None else cache

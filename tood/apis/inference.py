@@ -23,6 +23,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.logging import print_log
 from mmengine.runner import load_checkpoint
 
+from tood.output_paths import output_names, refuse_overwriting_inputs
 from tood.registry import DATASETS, MODELS
 from tood.structures import DetDataSample
 
@@ -289,44 +290,40 @@ def detections_to_dict(sample: DetDataSample,
         if names is not None else [str(label) for label in labels])
 
 
-def _output_stems(paths: Sequence[str]) -> List[str]:
-    """File stems for the outputs; images from different folders that share
-    a stem are told apart by their path below the common folder."""
-    stems = [osp.splitext(osp.basename(p))[0] for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    root = osp.commonpath([osp.abspath(p) for p in paths])
-    return [
-        osp.splitext(osp.relpath(osp.abspath(p), root))[0].replace(
-            osp.sep, '__') for p in paths
-    ]
-
-
 def save_predictions(model: torch.nn.Module,
                      paths: Sequence[str],
                      out_dir: str,
                      score_thr: ScoreThr = 0.3,
                      batch_size: int = 1,
                      progress: bool = True) -> List[str]:
-    """Detect objects in image files and write, per image, ``{stem}.png``
-    (the boxes drawn with class names and scores) and ``{stem}.json`` (see
+    """Detect objects in image files and write, per image, ``{name}.png``
+    (the boxes drawn with class names and scores) and ``{name}.json`` (see
     ``detections_to_dict``), both with detections scoring at least
     ``score_thr``: one number, or one per class in label order (as
     ``tools/infer.py --score-thr auto`` reads them from the model file,
-    ``tood.deployment.score_thresholds``).
+    ``tood.deployment.score_thresholds``). ``name`` is the image's stem,
+    distinct per image (``tood.output_paths.output_names``: ``cat.jpg`` and
+    ``cat.png`` give ``cat.jpg.png`` and ``cat.png.png``).
 
     Returns:
         The json files written, in the order of ``paths``.
+    Raises:
+        OutputConflictError: an output would be written over one of
+            ``paths`` (``out_dir`` is the images' folder); checked before
+            anything is written.
     """
     import cv2
     from mmengine.utils import ProgressBar
 
     from tood.visualization import draw_instances, imwrite
 
+    stems = output_names(paths)
+    refuse_overwriting_inputs(
+        (osp.join(out_dir, f'{stem}{ext}') for stem in stems
+         for ext in ('.png', '.json')), paths, 'output folder (--out-dir)')
     meta = getattr(model, 'dataset_meta', None) or {}
     bar = ProgressBar(len(paths)) if progress else None
     written = []
-    stems = _output_stems(paths)
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start:start + batch_size])
         samples = inference_detector(model, chunk, batch_size=batch_size)

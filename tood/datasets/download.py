@@ -13,13 +13,24 @@ Layouts (under ``--root``, default ``data``)::
     VOCdevkit/VOC2012/{Annotations,ImageSets,JPEGImages}/   (trainval)
     bccd/BCCD/{Annotations,ImageSets,JPEGImages}/
 
-An archive is downloaded to ``<root>/.downloads/<file>.part``, renamed once
-complete and verified, unpacked into a temporary folder and moved into
-place; nothing lands in the layout unless every archive verified and
-unpacked. Archives are deleted afterwards unless ``keep_archives``; one
-that is already downloaded and verifies is not fetched again.
+An archive is downloaded to ``<root>/.downloads/<file>.part`` and renamed
+once every byte the server announced has arrived and its MD5 (if
+published) matches; it is unpacked into a hidden temporary folder
+``<root>/.<name>-<pid>-*`` and moved into place only if every archive
+unpacked and the files check out; a merge into folders that exist lists
+every file it would replace before moving anything (a file already there
+with the same content is no conflict). ``<root>/.<name>.installed``,
+written last, is what makes a dataset installed. An archive that fails
+its checks or does not unpack is deleted, so that the next run fetches it
+anew; a full disk is named with the space needed. Temporary folders left
+by an install that was killed are removed by the next one. Archives are
+deleted afterwards unless ``keep_archives``; one that is already
+downloaded and verifies is not fetched again.
 """
+import errno
+import filecmp
 import hashlib
+import http.client
 import os
 import os.path as osp
 import shutil
@@ -28,6 +39,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -35,6 +47,16 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 class DownloadError(RuntimeError):
     """A dataset could not be fetched, verified or unpacked; the message
     names the file or URL and what to do."""
+
+
+class DiskFullError(DownloadError):
+    """No space left for a download or for unpacking; the message names
+    the disk and the space needed."""
+
+
+class ArchiveError(DownloadError):
+    """An archive that cannot be unpacked as it is: not an archive,
+    damaged, or with members or links leading outside its folder."""
 
 
 @dataclass(frozen=True)
@@ -186,22 +208,67 @@ def tree_digest(root: str, folders: Sequence[str]) -> str:
     return hashlib.sha256(''.join(sorted(lines)).encode()).hexdigest()
 
 
+# The errors a full disk (or a full quota) raises.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(where: str, doing: str, needed: int, free: int) -> str:
+    size = f'{needed:,} bytes' if needed else 'a size the server did not say'
+    return (f'no space left on the disk of {where} while {doing}: it needs '
+            f'{size}, {free:,} bytes free. Free some space (or choose '
+            'another --root) and run the command again.')
+
+
+def _free_bytes(folder: str) -> int:
+    return shutil.disk_usage(folder).free
+
+
 def fetch_url(url: str, dest: str, log: Callable[[str], None] = print,
               timeout: float = 60.0) -> None:
-    """Write ``url`` to ``dest``, logging progress every 5%."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, \
-            open(dest, 'wb') as out:
+    """Write ``url`` to ``dest``, logging progress every 5%.
+
+    Raises:
+        ConnectionError: the connection closed before the
+            ``Content-Length`` the server announced had arrived.
+        DownloadError: the disk of ``dest`` is full, or has less space
+            than the announced size (checked first).
+        OSError, urllib.error.URLError, http.client.HTTPException: other
+            failures (no route, HTTP errors, timeouts).
+    """
+    folder = osp.dirname(osp.abspath(dest))
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get('Content-Length') or 0)
+        free = _free_bytes(folder)
+        if total > free:
+            raise DiskFullError(
+                _no_space(folder, f'downloading {url}', total, free))
         done, shown = 0, -5
-        while True:
-            block = response.read(1 << 20)
-            if not block:
-                break
-            out.write(block)
-            done += len(block)
-            if total and done * 100 // total >= shown + 5:
-                shown = done * 100 // total
-                log(f'  {shown:3d}% of {total / 2**20:.0f} MiB')
+        try:
+            with open(dest, 'wb') as out:
+                while True:
+                    block = response.read(1 << 20)
+                    if not block:
+                        break
+                    out.write(block)
+                    done += len(block)
+                    if total and done * 100 // total >= shown + 5:
+                        shown = done * 100 // total
+                        log(f'  {shown:3d}% of {total / 2**20:.0f} MiB')
+        except OSError as error:
+            if error.errno in _NO_SPACE:
+                raise DiskFullError(
+                    _no_space(folder, f'downloading {url}', total,
+                              _free_bytes(folder))) from error
+            raise
+    if total and done != total:
+        raise ConnectionError(f'the connection closed after {done:,} of '
+                              f'{total:,} bytes')
+
+
+def _remove(path: str) -> None:
+    """Delete ``path`` if it is there (a file or a link)."""
+    if osp.lexists(path):
+        os.remove(path)
 
 
 def download_archive(archive: Archive,
@@ -210,8 +277,9 @@ def download_archive(archive: Archive,
     """``folder/<filename>``, fetched unless it is there and verifies.
 
     Raises:
-        DownloadError: every URL failed, or the file's MD5 is not the
-            published one (the file is deleted then).
+        DownloadError: every URL failed or sent less than it announced,
+            the disk is full, or the file's MD5 is not the published one
+            (the file is deleted then).
     """
     path = osp.join(folder, archive.filename)
     if osp.exists(path) and (archive.md5 is None
@@ -225,10 +293,13 @@ def download_archive(archive: Archive,
         part = path + '.part'
         try:
             fetch_url(url, part, log)
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        except DownloadError:
+            _remove(part)
+            raise
+        except (urllib.error.URLError, OSError, ValueError,
+                http.client.HTTPException) as error:
             failures.append(f'{url}: {getattr(error, "reason", error)}')
-            if osp.exists(part):
-                os.remove(part)
+            _remove(part)
             continue
         os.replace(part, path)
         break
@@ -253,74 +324,272 @@ def _safe_members(names: Sequence[str], archive: str) -> None:
     for name in names:
         norm = osp.normpath(name)
         if osp.isabs(norm) or norm == '..' or norm.startswith('..' + os.sep):
-            raise DownloadError(
+            raise ArchiveError(
                 f'{archive} holds the path {name!r}, which leads outside the '
                 'folder it is unpacked into; refusing to unpack it')
 
 
+def unpacked_size(path: str) -> int:
+    """The bytes a .zip or .tar(.gz) unpacks to, from its index.
+
+    Raises:
+        ArchiveError: ``path`` is not an archive or its index is damaged.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return sum(info.file_size for info in zf.infolist())
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as tf:
+                return sum(member.size for member in tf.getmembers()
+                           if member.isfile())
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError,
+            OSError) as error:
+        raise ArchiveError(f'{path} cannot be unpacked: {error}') from error
+    raise ArchiveError(f'{path} cannot be unpacked: it is neither a zip '
+                       'nor a tar archive')
+
+
 def unpack(path: str, dest: str) -> None:
     """Unpack a .zip or .tar(.gz) into ``dest``, refusing members that
-    would land outside it."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            _safe_members(zf.namelist(), path)
-            zf.extractall(dest)
-    elif tarfile.is_tarfile(path):
-        with tarfile.open(path) as tf:
-            _safe_members(tf.getnames(), path)
-            tf.extractall(dest, filter='data')
-    else:
-        raise DownloadError(f'{path} is neither a zip nor a tar archive')
+    would land outside it (and, for tars, links that lead outside it).
+
+    Raises:
+        ArchiveError: naming ``path``: not an archive, a damaged or
+            hostile one (members or links leading outside ``dest``).
+        DiskFullError: the disk of ``dest`` is full.
+        DownloadError: another failure to write (permissions, say).
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                _safe_members(zf.namelist(), path)
+                zf.extractall(dest)
+        elif tarfile.is_tarfile(path):
+            with tarfile.open(path) as tf:
+                _safe_members(tf.getnames(), path)
+                tf.extractall(dest, filter='data')
+        else:
+            raise ArchiveError(f'{path} cannot be unpacked: it is neither a '
+                               'zip nor a tar archive')
+    except OSError as error:
+        if error.errno in _NO_SPACE:
+            raise DiskFullError(
+                _no_space(dest, f'unpacking {path}', unpacked_size(path),
+                          _free_bytes(dest))) from error
+        if error.errno == errno.EINVAL:
+            # zipfile seeks to a negative offset in a cut-short member.
+            raise ArchiveError(
+                f'{path} cannot be unpacked: {error}') from error
+        raise DownloadError(
+            f'{path} cannot be unpacked: {error}') from error
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError,
+            ValueError) as error:
+        # tarfile's FilterError (a link or member leading outside) is a
+        # TarError; a damaged zip raises BadZipFile, zlib.error or EOFError.
+        raise ArchiveError(
+            f'{path} cannot be unpacked: {error}') from error
+
+
+def merge_conflicts(src: str, dst: str) -> List[str]:
+    """The paths under ``dst`` that moving the tree ``src`` into it would
+    replace: a file (or link) where ``src`` has something else, or a
+    folder where ``src`` has a file. A file with the same content is
+    none."""
+    conflicts = []
+    for name in sorted(os.listdir(src)):
+        source, target = osp.join(src, name), osp.join(dst, name)
+        if not osp.lexists(target):
+            continue
+        if osp.isdir(source) and not osp.islink(source):
+            if osp.isdir(target) and not osp.islink(target):
+                conflicts += merge_conflicts(source, target)
+            else:
+                conflicts.append(target)
+        elif not (osp.isfile(target) and not osp.islink(target)
+                  and osp.isfile(source)
+                  and filecmp.cmp(source, target, shallow=False)):
+            conflicts.append(target)
+    return conflicts
 
 
 def merge_into(src: str, dst: str) -> None:
     """Move the tree ``src`` into ``dst``: entries ``dst`` lacks are moved,
-    folders both have are merged; a file both have is an error."""
+    folders both have are merged, files both have with the same content
+    are kept.
+
+    Raises:
+        DownloadError: listing every path of ``dst`` that would be
+            replaced; nothing was moved.
+    """
+    conflicts = merge_conflicts(src, dst) if osp.isdir(dst) else []
+    if conflicts:
+        shown = '\n'.join(f'  {path}' for path in conflicts[:20])
+        more = (f'\n  ... and {len(conflicts) - 20} more'
+                if len(conflicts) > 20 else '')
+        raise DownloadError(
+            f'{len(conflicts)} path(s) already exist with other content:\n'
+            f'{shown}{more}\nnothing was moved; remove them (or choose '
+            'another --root) to install there')
+    _move_tree(src, dst)
+
+
+def _move_tree(src: str, dst: str) -> None:
     os.makedirs(dst, exist_ok=True)
     for name in sorted(os.listdir(src)):
         source, target = osp.join(src, name), osp.join(dst, name)
-        if not osp.exists(target):
+        if not osp.lexists(target):
             os.replace(source, target)
-        elif osp.isdir(source) and osp.isdir(target):
-            merge_into(source, target)
-        else:
-            raise DownloadError(
-                f'{target} already exists; remove it (or choose another '
-                '--root) to install there')
+        elif osp.isdir(source) and not osp.islink(source):
+            _move_tree(source, target)
+        # else: the same file is there already (merge_conflicts).
 
 
-def is_installed(spec: DatasetSpec, root: str) -> bool:
-    return all(osp.exists(osp.join(root, p)) for p in spec.expected)
+def marker_file(name: str, root: str) -> str:
+    """The file a finished install of ``name`` writes last."""
+    return osp.join(root, f'.{name}.installed')
+
+
+def is_installed(spec: DatasetSpec, root: str, name: str) -> bool:
+    """Whether the install of ``name`` finished (its marker is there) and
+    the expected paths are still there."""
+    return osp.isfile(marker_file(name, root)) and all(
+        osp.exists(osp.join(root, p)) for p in spec.expected)
+
+
+def _tree_size(path: str) -> int:
+    return sum(
+        osp.getsize(osp.join(folder, f)) for folder, _, files in os.walk(path)
+        for f in files if not osp.islink(osp.join(folder, f)))
+
+
+def remove_stale_copies(name: str, root: str,
+                        log: Callable[[str], None] = print) -> None:
+    """Delete the temporary folders ``<root>/.<name>-<pid>-*`` of installs
+    whose process is gone (killed while unpacking); those of a running
+    process are listed and kept."""
+    if not osp.isdir(root):
+        return
+    for entry in sorted(os.listdir(root)):
+        path = osp.join(root, entry)
+        if not entry.startswith(f'.{name}-') or not osp.isdir(path):
+            continue
+        pid = entry[len(name) + 2:].split('-', 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+            log(f'{path} ({_tree_size(path):,} bytes) belongs to process '
+                f'{pid}, which is still running: left as it is')
+            continue
+        size = _tree_size(path)
+        shutil.rmtree(path, ignore_errors=True)
+        log(f'removed {path} ({size:,} bytes), the temporary copy of an '
+            'install that was interrupted')
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _unverified(spec: DatasetSpec, paths: Sequence[str],
+                only: Optional[Sequence[str]] = None) -> List[str]:
+    """The archives of ``paths`` (``paths[i]`` is that of
+    ``spec.archives[i]``), or of those among ``only``, that have no
+    published MD5: their content is checked only by unpacking them."""
+    return [
+        p for a, p in zip(spec.archives, paths)
+        if a.md5 is None and (only is None or p in only)
+    ]
+
+
+def _deleted(paths: Sequence[str]) -> str:
+    """Delete ``paths``; the sentence saying so."""
+    for path in paths:
+        _remove(path)
+    if not paths:
+        return ''
+    names = ', '.join(osp.basename(p) for p in paths)
+    return (f'; {names} was deleted, so that the next run downloads it '
+            'again')
+
+
+def _check_unpack_space(spec: DatasetSpec, paths: Sequence[str],
+                        root: str, downloads: str) -> None:
+    """Raise unless the disk of ``root`` can hold the unpacked archives;
+    an archive whose index cannot be read fails here already."""
+    needed = 0
+    for path in paths:
+        try:
+            needed += unpacked_size(path)
+        except ArchiveError as error:
+            raise ArchiveError(
+                f'{error}{_deleted(_unverified(spec, paths, [path]))}'
+            ) from error
+    free = _free_bytes(root)
+    if needed > free:
+        names = ', '.join(osp.basename(p) for p in paths)
+        verb = 'unpacks' if len(paths) == 1 else 'unpack'
+        raise DiskFullError(
+            f'no space left to unpack: {names} {verb} to {needed:,} bytes '
+            f'and the disk of {root} has {free:,} bytes free. Free some '
+            'space (or choose another --root) and run the command again; '
+            f'the downloaded archives are kept in {downloads}.')
+
+
+def _write_marker(name: str, root: str, paths: Sequence[str]) -> None:
+    marker = marker_file(name, root)
+    with open(marker + '.tmp', 'w') as f:
+        f.write('\n'.join(osp.basename(p) for p in paths) + '\n')
+    os.replace(marker + '.tmp', marker)
 
 
 def install(name: str,
             root: str = 'data',
             keep_archives: bool = False,
             log: Callable[[str], None] = print) -> List[str]:
-    """Download, verify and unpack dataset ``name`` under ``root``.
+    """Download, verify and unpack dataset ``name`` under ``root`` (see
+    the module docstring for the order and what is cleaned up).
 
     Returns:
         The expected paths (see ``DatasetSpec.expected``), now present.
     Raises:
-        DownloadError: an unknown name, a failed download or checksum, an
-            archive that does not unpack to the expected layout, or a
-            target that already exists in part.
+        DownloadError: an unknown name, a failed or cut-short download or
+            checksum, an archive that does not unpack (or not to the
+            expected layout), files in the way (all listed), or a full
+            disk (:class:`DiskFullError`, naming the space needed).
     """
     if name not in DATASETS:
         raise DownloadError(f'unknown dataset {name!r}; choose one of '
                             f'{", ".join(sorted(DATASETS))}')
     spec = DATASETS[name]
     expected = [osp.join(root, p) for p in spec.expected]
-    if is_installed(spec, root):
+    if is_installed(spec, root, name):
         log(f'{name} is already in {root}: {", ".join(expected)}')
         return expected
+    remove_stale_copies(name, root, log)
+    present = [p for p in expected if osp.exists(p)]
+    if present:
+        log(f'{", ".join(present)} exist but {marker_file(name, root)}, '
+            'which an install writes when it has finished, does not: '
+            f'installing {name} again (files already there with the same '
+            'content are kept)')
     downloads = osp.join(root, '.downloads')
     paths = [download_archive(a, downloads, log) for a in spec.archives]
-    tmp = tempfile.mkdtemp(prefix=f'.{name}-', dir=root)
+    _check_unpack_space(spec, paths, root, downloads)
+    tmp = tempfile.mkdtemp(prefix=f'.{name}-{os.getpid()}-', dir=root)
     try:
         for path in paths:
             log(f'unpacking {osp.basename(path)}')
-            unpack(path, tmp)
+            try:
+                unpack(path, tmp)
+            except ArchiveError as error:
+                raise ArchiveError(
+                    f'{error}{_deleted(_unverified(spec, paths, [path]))}'
+                ) from error
         for old, new in spec.rename.items():
             if osp.exists(osp.join(tmp, old)):
                 os.makedirs(osp.dirname(osp.join(tmp, new)) or tmp,
@@ -329,20 +598,22 @@ def install(name: str,
         lacking = [p for p in spec.expected
                    if not osp.exists(osp.join(tmp, p))]
         if lacking:
-            raise DownloadError(
+            raise ArchiveError(
                 f'the archives of {name} do not hold {", ".join(lacking)}; '
                 'they may have changed upstream (docs/data.md lists what is '
-                'expected)')
+                f'expected){_deleted(_unverified(spec, paths))}')
         if spec.tree_sha256 is not None:
             folders, digest = spec.tree_sha256
             got = tree_digest(tmp, folders)
             if got != digest:
-                raise DownloadError(
+                raise ArchiveError(
                     f'the files of {name} differ from the known ones (digest '
                     f'{got}, expected {digest}): the upstream repository '
                     'changed or the download is damaged; nothing was '
-                    'installed')
+                    f'installed{_deleted(_unverified(spec, paths))}')
         merge_into(tmp, root)
+        # Last: only now is the dataset installed.
+        _write_marker(name, root, paths)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not keep_archives:

@@ -2,6 +2,8 @@
 import logging
 import math
 import os.path as osp
+import threading
+import warnings
 import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -14,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from tood.datasets.base_det_dataset import BaseDetDataset
 from tood.datasets.coco import Findings
+from tood.datasets.transforms.image_loading import opencv_pixel_limit
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
 from tood.visualization.palette import make_palette
@@ -62,19 +65,53 @@ def voc_root_of(split_file: str) -> Optional[str]:
     return None
 
 
+# Image.open reads the header only. Pillow's decompression-bomb check
+# refuses, already there, images over twice Image.MAX_IMAGE_PIXELS
+# (179 M pixels), which large aerial and pathology images are; the images
+# are decoded by OpenCV, against its own limit (opencv_pixel_limit), so the
+# check is lifted while such a header is read (under a lock: it is a
+# module setting of Pillow's).
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open_header(path: str) -> Tuple[int, int, Optional[int]]:
+    """``(width, height, EXIF orientation)`` from the header of ``path``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                return (*img.size, _orientation(img))
+        except Image.DecompressionBombError:
+            pass
+        with _PILLOW_LIMIT_LOCK:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as img:
+                    return (*img.size, _orientation(img))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+
+
+def _orientation(img: Image.Image) -> Optional[int]:
+    """The EXIF orientation found in the header. ``Image.getexif`` itself
+    (the base class's), since PNG's override decodes the whole image to
+    look for EXIF data after the pixels."""
+    return Image.Image.getexif(img).get(_EXIF_ORIENTATION)
+
+
 def image_size(path: str,
                backend_args: Optional[dict] = None) -> Tuple[int, int]:
     """``(width, height)`` of an image file as ``LoadImageFromFile`` will
-    decode it (EXIF rotation applied), from its header alone.
+    decode it (EXIF rotation applied), from its header alone, whatever
+    its size (Pillow's pixel limit guards decoding, which is not done
+    here).
 
     Raises:
         FileNotFoundError: no such file.
         OSError: a file that is not an image Pillow recognises.
     """
     with fileio.get_local_path(path, backend_args=backend_args) as local:
-        with Image.open(local) as img:
-            width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION)
+        width, height, orientation = _open_header(local)
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return width, height
@@ -104,7 +141,7 @@ def parse_voc_xml(
         ``(name, difficult, [xmin, ymin, xmax, ymax])`` with the XML's
         1-based corners as floats, or a string saying why it cannot be
         read (no name, no ``bndbox``, a corner that is not a finite number,
-        a ``difficult`` that is not a number).
+        a ``difficult`` that is not a finite number).
     """
     size = None
     width = _positive_int(root.findtext('size/width'))
@@ -119,8 +156,8 @@ def parse_voc_xml(
             continue
         try:
             difficult = int(float(obj.findtext('difficult') or 0))
-        except ValueError:
-            objects.append('<difficult> is not a number')
+        except (ValueError, OverflowError):  # not a number, NaN, infinite
+            objects.append('<difficult> is not a finite number (0 or 1)')
             continue
         box = obj.find('bndbox')
         if box is None:
@@ -176,6 +213,13 @@ def voc_box(corners: Sequence[float], width: int,
     clipped = (cx1, cy1, cx2, cy2) != (xmin, ymin, xmax, ymax)
     box = [float(cx1 - 1), float(cy1 - 1), float(cx2 - 1), float(cy2 - 1)]
     return box, 'clipped' if clipped else ''
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` lies in ``folder`` or below it (as written: links
+    are the dataset owner's business)."""
+    path, folder = osp.abspath(path), osp.abspath(folder)
+    return osp.commonpath([path, folder]) == folder
 
 
 @DATASETS.register_module()
@@ -379,6 +423,18 @@ class VOCDataset(BaseDetDataset):
         xml_path = join_path(root, self.ann_subdir, xml_name)
         img_path = join_path(root, self.img_subdir,
                              f'{img_id}{self.img_suffix}')
+        outside = [
+            path for path, folder in ((xml_path, self.ann_subdir),
+                                      (img_path, self.img_subdir))
+            if not _inside(path, join_path(root, folder))
+        ]
+        if outside:
+            fatal.add(
+                f'leads outside the VOC folder {osp.abspath(root)}, to '
+                f'{", ".join(osp.abspath(p) for p in outside)}; an id names '
+                f'a file in {self.ann_subdir}/ and {self.img_subdir}/',
+                'image id', img_id)
+            return None
         try:
             # Bytes, so that the XML's own encoding declaration applies.
             xml_root = ET.fromstring(
@@ -405,6 +461,15 @@ class VOCDataset(BaseDetDataset):
         except (OSError, UnidentifiedImageError) as error:
             fatal.add(f'not an image that can be read ({error})', 'image',
                       osp.basename(img_path))
+            return None
+        limit = opencv_pixel_limit()
+        if width * height > limit:
+            fatal.add(
+                f'{width}x{height} = {width * height:,} pixels, more than '
+                f'OpenCV decodes ({limit:,}, its OPENCV_IO_MAX_IMAGE_PIXELS): '
+                'set that environment variable to at least '
+                f'{width * height} before starting', 'image',
+                osp.basename(img_path))
             return None
         if recorded is not None and recorded != (width, height):
             hint = (' (width and height swapped: an EXIF rotation the '

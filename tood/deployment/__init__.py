@@ -5,6 +5,7 @@ from .onnx_export import (DEFAULT_OPSET, DEFORM_CONV_OPSET, FORMAT, MIN_OPSET,
                           custom_translations, default_input_shape,
                           deformable_modules, export_config, export_onnx,
                           resolve_opset)
+from .onnx_check import check_onnx_file
 from .onnx_runtime import OnnxDetector, test_cfg_differences
 from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
                      compare_detections, verify_files, verify_onnx)
@@ -12,8 +13,8 @@ from .verify import (BOX_TOL, SCORE_TOL, Comparison, Detections,
 __all__ = [
     'BOX_TOL', 'DEFAULT_OPSET', 'DEFORM_CONV_OPSET', 'FORMAT', 'MIN_OPSET',
     'SCORE_TOL', 'Comparison', 'Detections', 'ExportError',
-    'ExportableDetector', 'OnnxDetector', 'compare_detections',
-    'custom_translations', 'default_input_shape', 'deformable_modules',
-    'export_config', 'export_onnx', 'resolve_opset', 'test_cfg_differences',
-    'verify_files', 'verify_onnx'
+    'ExportableDetector', 'OnnxDetector', 'check_onnx_file',
+    'compare_detections', 'custom_translations', 'default_input_shape',
+    'deformable_modules', 'export_config', 'export_onnx', 'resolve_opset',
+    'test_cfg_differences', 'verify_files', 'verify_onnx'
 ]

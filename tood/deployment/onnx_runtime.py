@@ -24,6 +24,7 @@ from mmengine.structures import InstanceData
 
 from tood.models.task_modules import TestCfg, select_detections
 
+from .onnx_check import check_onnx_file
 from .onnx_export import FORMAT, ExportError
 
 
@@ -97,6 +98,8 @@ class OnnxDetector:
                  device: str = 'cpu',
                  num_threads: Optional[int] = None):
         import onnxruntime as ort
+        # Before ONNX Runtime opens the file: it would read external data.
+        check_onnx_file(onnx_file)
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads

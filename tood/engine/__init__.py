@@ -8,7 +8,7 @@ loading is set up by the entry points (:func:`setup_checkpoint_io`).
 """
 from .amp import (AMP_DTYPES, CUDA_AMP_SETTINGS, CPUBFloat16OptimWrapper,
                   setup_amp)
-from .checkpoint import load_from_local, setup_checkpoint_io
+from .checkpoint import load_from_local, load_pickle, setup_checkpoint_io
 from .compile import (CompiledNetwork, CompileHook, compile_network,
                       compile_options, compiled_network, setup_compile)
 from .config import (dataset_missing_message, drop_disabled_hooks,
@@ -31,7 +31,7 @@ __all__ = [
     'check_config', 'check_required_keys', 'compile_network',
     'compile_options', 'compiled_network', 'dataset_missing_message',
     'drop_disabled_hooks', 'explain_error', 'exit_if_user_error',
-    'load_config', 'load_from_local', 'merge_cfg_options',
+    'load_config', 'load_from_local', 'load_pickle', 'merge_cfg_options',
     'missing_dataset_files', 'run_tool', 'setup_amp', 'setup_checkpoint_io',
     'setup_compile', 'setup_cpu_distributed', 'shutdown_distributed',
     'unknown_cfg_keys', 'Visualizer'

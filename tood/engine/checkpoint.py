@@ -16,12 +16,16 @@ scalars such as the ETA) and every buffer pickles its statistics methods as
 out of the box. Downloads are worse off: mmengine fetches ``http(s)://``,
 ``torchvision://``, ``open-mmlab://`` and ``mmcls://`` weights with
 torch's ``load_state_dict_from_url``, which unpickles with
-``weights_only=False``, so a downloaded file could run code.
+``weights_only=False``, so a downloaded file could run code; its
+``s3://`` and ``petrel://`` loader calls ``torch.load`` without
+``weights_only`` (unrestricted where ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+is set), its ``pavi://`` loader likewise.
 
-:func:`setup_checkpoint_io` registers our own loaders for those schemes
-with mmengine's ``CheckpointLoader.register_scheme`` (its extension point).
-They keep ``weights_only=True`` and allow exactly the globals found in
-checkpoints written by our runner (found by saving one and reading
+:func:`setup_checkpoint_io` registers our own loaders for all of these
+schemes (``pavi://`` is refused) with mmengine's
+``CheckpointLoader.register_scheme`` (its extension point). They keep
+``weights_only=True`` and allow exactly the globals found in checkpoints
+written by our runner (found by saving one and reading
 ``torch.serialization.get_unsafe_globals_in_checkpoint``), through torch's
 ``safe_globals`` context manager, so the allow-list holds only while one of
 our loaders reads a file. ``getattr`` itself is not allow-listed: that
@@ -29,7 +33,9 @@ would let a file reach any attribute of any allowed object. Instead the
 name ``builtins.getattr`` is bound to a function that only hands out
 HistoryBuffer's own statistics methods. A file that needs anything else
 (for instance one crafted to run code while unpickling) fails with
-:class:`UnsafeCheckpointError` naming the file. A download that fails (no
+:class:`UnsafeCheckpointError` naming the file. :func:`load_pickle` reads
+plain pickles (``tools/test.py --out preds.pkl``) with the same
+allow-list. A download that fails (no
 network on a cluster node, say) fails with :class:`ModelDownloadError`
 naming the file, where it was looked for, and the ways on.
 
@@ -42,6 +48,8 @@ renames it over the target. It is registered under its own name
 :func:`atomic_backend_args`, which ``CheckpointHook`` passes to mmengine as
 ``backend_args``.
 """
+import _codecs
+import io
 import os
 import os.path as osp
 import pickle
@@ -56,7 +64,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from mmengine.dist import get_dist_info
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import (LocalBackend, get_file_backend,
+                             register_backend)
 from mmengine.fileio.backends import backends as registered_backends
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
@@ -116,10 +125,10 @@ def safe_globals() -> list:
 
 
 @contextmanager
-def allow_listed(source: str) -> Iterator[None]:
+def allow_listed(source: str, what: str = 'checkpoint') -> Iterator[None]:
     """Within this block ``torch.load(..., weights_only=True)`` accepts our
     checkpoints' globals; a refusal becomes :class:`UnsafeCheckpointError`
-    naming ``source``.
+    naming ``source`` (a ``what``: 'checkpoint', 'pickle').
 
     Only the entries the caller has not allowed already are added (torch's
     context manager removes what it added on exit, so an entry the caller
@@ -133,7 +142,7 @@ def allow_listed(source: str) -> Iterator[None]:
         except pickle.UnpicklingError as error:
             if isinstance(error, UnsafeCheckpointError):
                 raise
-            raise _refusal(source, error) from error
+            raise _refusal(source, error, what) from error
 
 
 def load_from_local(filename: str, map_location: MapLocation = None):
@@ -154,6 +163,64 @@ def load_from_local(filename: str, map_location: MapLocation = None):
     with allow_listed(filename):
         return torch.load(
             filename, map_location=map_location, weights_only=True)
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Plain pickle restricted to tensors, containers and the checkpoint
+    allow-list (:func:`safe_globals`).
+
+    A tensor pickles as ``_rebuild_tensor_v2`` of a storage, and the
+    storage as ``torch.storage._load_from_bytes`` of a nested
+    ``torch.save`` payload, which torch reads with ``weights_only=False``;
+    here that payload is read with ``weights_only=True`` and the
+    allow-list instead.
+    """
+
+    def __init__(self, file, source: str):
+        super().__init__(file)
+        self.source = source
+        self.allowed = {
+            'collections.OrderedDict': OrderedDict,
+            # Protocol 2 writes bytes as _codecs.encode(str, 'latin1').
+            '_codecs.encode': _codecs.encode,
+            'torch._utils._rebuild_tensor_v2':
+            torch._utils._rebuild_tensor_v2,
+            'torch.storage._load_from_bytes': self._storage,
+            'torch.Size': torch.Size,
+        }
+        for item in safe_globals():
+            obj, name = item if isinstance(item, tuple) else (
+                item, f'{item.__module__}.{item.__qualname__}')
+            self.allowed[name] = obj
+
+    def _storage(self, data: bytes):
+        with allow_listed(self.source, 'pickle'):
+            return torch.load(io.BytesIO(data), weights_only=True)
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.allowed[f'{module}.{name}']
+        except KeyError:
+            raise _refusal(
+                self.source,
+                pickle.UnpicklingError(f'Unsupported global: {module}.{name}'),
+                'pickle') from None
+
+
+def load_pickle(path: str):
+    """A pickle file (``tools/test.py --out preds.pkl``, mmengine's
+    ``dump``) read with the checkpoint allow-list: tensors, numpy arrays,
+    numbers, strings and containers load; anything else is refused by name
+    before it is built.
+
+    Raises:
+        FileNotFoundError: no such file.
+        UnsafeCheckpointError: the file holds other objects (nothing in it
+            was run).
+        pickle.UnpicklingError, EOFError: not a pickle, or cut short.
+    """
+    with open(path, 'rb') as f:
+        return _AllowListUnpickler(f, path).load()
 
 
 def hub_cache_file(url: str) -> str:
@@ -272,6 +339,27 @@ def load_from_openmmlab(filename: str, map_location: MapLocation = None):
     return load_from_local(osp.join(_mmengine_home(), url), map_location)
 
 
+def load_from_object_storage(filename: str,
+                             map_location: MapLocation = None):
+    """``s3://`` and ``petrel://`` (optionally ``cluster:s3://``): the
+    bytes fetched by mmengine's petrel file backend, as mmengine's own
+    loader fetches them, then read with the allow-list."""
+    backend = get_file_backend(filename, backend_args=dict(backend='petrel'))
+    data = backend.get(filename)
+    with allow_listed(filename):
+        return torch.load(
+            io.BytesIO(data), map_location=map_location, weights_only=True)
+
+
+def refuse_pavi(filename: str, map_location: MapLocation = None):
+    """``pavi://``: mmengine fetches these with OpenMMLab's internal
+    ``pavi`` client and an unrestricted ``torch.load``; refused."""
+    raise UnsafeCheckpointError(
+        f'Refusing to load checkpoint {filename!r}: pavi:// model-cloud '
+        'checkpoints are not read by this toolbox. Download the file and '
+        'give its local path instead.')
+
+
 def load_from_mmcls(filename: str, map_location: MapLocation = None):
     """``mmcls://NAME``: an MMClassification classifier, through
     :func:`load_from_url`, reduced to its backbone's weights with the
@@ -286,20 +374,26 @@ def load_from_mmcls(filename: str, map_location: MapLocation = None):
                                if key.startswith('backbone.')))
 
 
-# Every scheme mmengine reads with an unrestricted torch.load, and ours.
+# Every scheme mmengine registers a loader for (each prefix spelt as
+# mmengine spells it, so that ours replaces its loader rather than sitting
+# beside it: mmengine tries the longest prefix first).
 _LOADERS = (
     ('', load_from_local),
     (('http://', 'https://'), load_from_url),
     (('torchvision://', 'modelzoo://'), load_from_torchvision),
     (('open-mmlab://', 'openmmlab://'), load_from_openmmlab),
     ('mmcls://', load_from_mmcls),
+    ((r'(\S+\:)?s3://', r'(\S+\:)?petrel://'), load_from_object_storage),
+    ('pavi://', refuse_pavi),
 )
 
 
 def setup_checkpoint_io() -> None:
     """Route mmengine's checkpoint loading through our safe loaders: local
     files through :func:`load_from_local`, downloads through
-    :func:`load_from_url` and the model-zoo schemes built on it.
+    :func:`load_from_url` and the model-zoo schemes built on it, object
+    storage through :func:`load_from_object_storage`; ``pavi://`` is
+    refused (:func:`refuse_pavi`).
 
     Called by the entry points (the tools, ``init_detector``); safe to call
     more than once. Atomic saving needs no set-up here: ``CheckpointHook``
@@ -311,28 +405,34 @@ def setup_checkpoint_io() -> None:
 
 
 def _refusal(source: str,
-             error: pickle.UnpicklingError) -> UnsafeCheckpointError:
+             error: pickle.UnpicklingError,
+             what: str = 'checkpoint') -> UnsafeCheckpointError:
     return UnsafeCheckpointError(
-        f'Refusing to load checkpoint {source!r}: it contains objects '
+        f'Refusing to load {what} {source!r}: it contains objects '
         'that are not plain tensors, numbers or mmengine log buffers, and '
         'unpickling them could run code. Only load files you trust; a '
-        'checkpoint written by this toolbox never needs this. '
+        f'{what} written by this toolbox never needs this. '
         f'Details: {_refusal_reason(str(error))}')
 
 
 def _refusal_reason(message: str) -> str:
-    """What torch's weights_only error says was refused.
+    """What torch's weights_only error says was refused, on one line.
 
-    Its paragraphs about ``weights_only=False`` and the documentation are
-    dropped: the advice to turn the check off is not ours to give.
+    Its advice to load with ``weights_only=False``, its hint to allow-list
+    the global and its pointer to the documentation are dropped: turning
+    the check off is not ours to suggest. (torch words the error in more
+    than one way: ``WeightsUnpickler error: Unsupported global: ...`` or
+    ``Trying to load unsupported GLOBAL ...``.)
     """
-    paragraphs = (p.strip() for p in message.split('\n\n'))
-    reasons = [
-        p.replace('WeightsUnpickler error:', '').strip() for p in paragraphs
-        if p and 'weights_only' not in p
-        and not p.startswith('Check the documentation')
-    ]
-    return ' '.join(reasons) or message
+    reasons = []
+    for line in message.splitlines():
+        line = line.strip().replace('WeightsUnpickler error:', '').strip()
+        if not line or 'weights_only' in line or line.startswith(
+            ('Weights only load failed', 'Check the documentation',
+             '(1)', '(2)')):
+            continue
+        reasons.append(line.split(' Please use `torch.serialization')[0])
+    return ' '.join(reasons) or message.strip()
 
 
 def atomic_write(path: Union[str, Path], data: Union[bytes, str]) -> None:

@@ -4,7 +4,10 @@
     python tools/analysis/browse_dataset.py CONFIG --phase val --num-images 0
 
 Images are taken as the model gets them (training augmentation included
-with ``--phase train``) and written as ``OUTPUT_DIR/<stem>.png``.
+with ``--phase train``) and written as ``OUTPUT_DIR/<stem>.png`` (images
+that share a stem keep their extension: ``cat.jpg.png``); an
+``--output-dir`` where a drawing would replace an image of the dataset is
+refused before anything is written.
 """
 import argparse
 import sys
@@ -14,6 +17,7 @@ from mmengine.config import Config, DictAction
 from tood.analysis.browse import browse_dataset, build_dataset
 from tood.engine import (dataset_missing_message, merge_cfg_options,
                          missing_dataset_files)
+from tood.errors import OutputConflictError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +53,10 @@ def main(argv=None) -> None:
     if missing:
         sys.exit(dataset_missing_message(cfg, missing))
     dataset = build_dataset(cfg, args.phase)
-    written = browse_dataset(dataset, args.output_dir, args.num_images)
+    try:
+        written = browse_dataset(dataset, args.output_dir, args.num_images)
+    except OutputConflictError as error:
+        sys.exit(str(error))
     print(f'{len(written)} images written to {args.output_dir}')
 
 

@@ -8,6 +8,8 @@ the last validation's AP, AP50, AP75, APs/m/l (×100) and the best AP with
 its epoch, parameters and FLOPs at the test image size (the model is built
 from the dumped config; --no-flops skips this), and the training time (sum
 of logged iteration times). See tood/analysis/results.py for the details.
+The dumped config is read without running it: a work dir whose .py holds
+anything but plain values (imports, calls) is skipped with a message.
 """
 import argparse
 import os
@@ -16,6 +18,7 @@ import sys
 
 from tood.analysis.complexity import FLOP_NOTE
 from tood.analysis.results import collect_run, markdown_table
+from tood.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +43,7 @@ def main(argv=None) -> None:
     for work_dir in work_dirs:
         try:
             results.append(collect_run(work_dir, not args.no_flops, cache))
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ConfigError) as error:
             print(f'skipped {work_dir}: {error}', file=sys.stderr)
     if not results:
         sys.exit('no finished run found')

@@ -9,16 +9,17 @@ Several split files are concatenated (VOC07+12: pass both trainval.txt).
 The boxes are those VOCDataset reads (corners minus one, MMDetection's
 convention), difficult objects become crowd regions, and the input is
 checked as VOCDataset checks it: a bad file stops the conversion with a
-message naming every problem (docs/data.md).
+message naming every problem (docs/data.md). --out is written atomically
+(a failed write leaves the previous file) and may not be a split file.
 """
 import argparse
 import json
-import os
-import os.path as osp
 import sys
 
 from tood.datasets.converters import voc_to_coco
-from tood.errors import AnnotationError
+from tood.engine.checkpoint import atomic_write
+from tood.errors import AnnotationError, OutputConflictError
+from tood.output_paths import refuse_overwriting_inputs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
+        refuse_overwriting_inputs([args.out], args.splits, '--out')
+    except OutputConflictError as error:
+        sys.exit(str(error))
+    try:
         coco = voc_to_coco(
             args.splits,
             classes=args.classes,
@@ -56,9 +61,13 @@ def main(argv=None) -> None:
             img_suffix=args.img_suffix)
     except AnnotationError as error:
         sys.exit(str(error))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(coco, f)
+    try:
+        # A temporary file renamed into place: a failed write (a full
+        # disk) leaves the previous json, never half of one.
+        atomic_write(args.out, json.dumps(coco))
+    except OSError as error:
+        sys.exit(f'{args.out} could not be written ({error}); it was left '
+                 'as it was')
     names = tuple(c['name'] for c in coco['categories'])
     print(f'wrote {args.out}: {len(coco["images"])} images, '
           f'{len(coco["annotations"])} boxes, classes {names}')

@@ -9,16 +9,17 @@
 last "images" named "labels"; image sizes are read from the images. Lines
 that are not "class cx cy w h" with normalised coordinates, classes beyond
 the names and unreadable images stop the conversion with a message naming
-each file:line (docs/data.md).
+each file:line (docs/data.md). --out is written atomically (a failed write
+leaves the previous file) and may not be the names file.
 """
 import argparse
 import json
-import os
-import os.path as osp
 import sys
 
 from tood.datasets.converters import read_yolo_names, yolo_to_coco
-from tood.errors import AnnotationError
+from tood.engine.checkpoint import atomic_write
+from tood.errors import AnnotationError, OutputConflictError
+from tood.output_paths import refuse_overwriting_inputs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
+        refuse_overwriting_inputs([args.out], [args.names], '--out')
+    except OutputConflictError as error:
+        sys.exit(str(error))
+    try:
         names = read_yolo_names(args.names)
         coco = yolo_to_coco(
             args.images,
@@ -54,9 +59,13 @@ def main(argv=None) -> None:
             decimals=args.decimals)
     except AnnotationError as error:
         sys.exit(str(error))
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(coco, f)
+    try:
+        # A temporary file renamed into place: a failed write (a full
+        # disk) leaves the previous json, never half of one.
+        atomic_write(args.out, json.dumps(coco))
+    except OSError as error:
+        sys.exit(f'{args.out} could not be written ({error}); it was left '
+                 'as it was')
     print(f'wrote {args.out}: {len(coco["images"])} images, '
           f'{len(coco["annotations"])} boxes, {len(names)} classes')
 

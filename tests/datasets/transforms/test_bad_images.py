@@ -202,3 +202,35 @@ def test_testing_stops_on_a_bad_image_naming_it(dataset_files):
     assert ds[0]['inputs'].shape == (3, 48, 64)
     with pytest.raises(ImageLoadError, match='text.jpg: not an image'):
         ds[2]
+
+
+OPENCV_LIMIT_PROBE = '''
+import sys
+import cv2, numpy as np
+from tood.datasets.transforms import LoadImageFromFile
+from tood.errors import ImageLoadError
+cv2.imwrite(sys.argv[1], np.zeros((100, 100, 3), np.uint8))
+try:
+    LoadImageFromFile()(dict(img_path=sys.argv[1]))
+except ImageLoadError as error:
+    print(error)
+'''
+
+
+def test_an_image_over_opencvs_pixel_limit_names_the_setting(tmp_path):
+    # OpenCV reads the limit when it loads: a process of its own.
+    import os
+    import subprocess
+    import sys
+    path = str(tmp_path / 'big.png')
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))))
+    proc = subprocess.run(
+        [sys.executable, '-c', OPENCV_LIMIT_PROBE, path],
+        env=dict(os.environ, OPENCV_IO_MAX_IMAGE_PIXELS='1000',
+                 PYTHONPATH=repo), capture_output=True, text=True,
+        timeout=300)
+    assert proc.stdout.strip() == (
+        f'{path}: the image has more pixels than OpenCV decodes (1,000): '
+        'set the environment variable OPENCV_IO_MAX_IMAGE_PIXELS to at '
+        'least its width x height before starting'), proc.stderr[-2000:]

@@ -55,8 +55,12 @@ def read_yolo_names(path: str) -> List[str]:
                 f'dataset yaml {path} is not valid YAML: {error}') from None
         names = data.get('names') if isinstance(data, dict) else None
         if isinstance(names, dict):
-            keys = sorted(names)
-            if keys != list(range(len(keys))):
+            # Numbers first, then the rest as text: keys of mixed types
+            # ('1' beside 0) are named rather than failing to sort.
+            keys = sorted(names, key=lambda k: (0, k) if isinstance(
+                k, int) else (1, str(k)))
+            if keys != list(range(len(keys))) or not all(
+                    type(k) is int for k in keys):
                 raise AnnotationError(
                     f'dataset yaml {path}: the keys of names must be the '
                     f'indices 0..{len(keys) - 1}, got {keys}')
@@ -144,9 +148,12 @@ def yolo_to_coco(images_dir: str,
     Every label file is checked in one pass; problems are raised together
     as one :class:`AnnotationError` naming each ``file:line``: lines that
     are not ``class cx cy w h``, classes beyond the names, boxes outside the
-    image, images that cannot be read. Boxes of zero width or height are
-    dropped and label files without an image are passed over, each with a
-    warning naming them.
+    image, images that cannot be read, label files that are not UTF-8 text
+    (or are folders). Boxes of zero width or height, also after clipping
+    to the image and rounding, are dropped and label files without an
+    image are passed over, each with a warning naming them; so is a label
+    file that several images share (``a.jpg`` and ``a.png`` both read
+    ``a.txt``).
 
     Args:
         images_dir: the images (searched recursively).
@@ -166,7 +173,7 @@ def yolo_to_coco(images_dir: str,
     image_files = list_images(images_dir)
     fatal, dropped = Findings(), Findings()
     images, annotations = [], []
-    used_labels = set()
+    used_labels: Dict[str, List[str]] = {}
     for image_id, img_path in enumerate(image_files, start=1):
         rel = osp.relpath(img_path, images_dir)
         label_file = osp.join(labels_dir, osp.splitext(rel)[0] + '.txt')
@@ -184,10 +191,22 @@ def yolo_to_coco(images_dir: str,
                 height=height))
         if not osp.exists(label_file):
             continue
-        used_labels.add(osp.abspath(label_file))
-        with open(label_file, encoding='utf-8') as f:
-            lines = f.read().splitlines()
         label_name = osp.relpath(label_file, labels_dir)
+        used_labels.setdefault(osp.abspath(label_file), []).append(rel)
+        if osp.isdir(label_file):
+            fatal.add('a folder, not a label file', 'label file', label_name)
+            continue
+        try:
+            with open(label_file, encoding='utf-8') as f:
+                lines = f.read().splitlines()
+        except UnicodeDecodeError as error:
+            fatal.add(f'not UTF-8 text ({error.reason} at byte '
+                      f'{error.start})', 'label file', label_name)
+            continue
+        except OSError as error:
+            fatal.add(f'cannot be read ({error.strerror or error})',
+                      'label file', label_name)
+            continue
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -207,6 +226,10 @@ def yolo_to_coco(images_dir: str,
             y1 = min(max((cy - h / 2) * height, 0.0), height)
             y2 = min(max((cy + h / 2) * height, 0.0), height)
             box = [round(v, decimals) for v in (x1, y1, x2 - x1, y2 - y1)]
+            if box[2] <= 0 or box[3] <= 0:
+                dropped.add('dropped: no width or height left inside the '
+                            'image', 'line', f'{label_name}:{number}')
+                continue
             annotations.append(
                 dict(
                     id=len(annotations) + 1,
@@ -224,6 +247,11 @@ def yolo_to_coco(images_dir: str,
                     dropped.add('passed over: no image of that name',
                                 'label file',
                                 osp.relpath(path, osp.abspath(labels_dir)))
+    shared = Findings()
+    for path, users in used_labels.items():
+        if len(users) > 1:
+            shared.add(f'read for each of {", ".join(users)}', 'label file',
+                       osp.relpath(path, osp.abspath(labels_dir)))
     if fatal:
         lines = '\n'.join(f'  - {line}' for line in fatal.lines())
         raise AnnotationError(
@@ -233,6 +261,14 @@ def yolo_to_coco(images_dir: str,
         lines = '\n'.join(f'  - {line}' for line in dropped.lines())
         print_log(
             f'{labels_dir}: {len(dropped)} label(s) not converted:\n{lines}',
+            logger='current',
+            level=logging.WARNING)
+    if shared:
+        lines = '\n'.join(f'  - {line}' for line in shared.lines())
+        print_log(
+            f'{labels_dir}: {len(shared)} label file(s) serve several images '
+            'of one name with different extensions, which all get its '
+            f'boxes; rename the images if that is not meant:\n{lines}',
             logger='current',
             level=logging.WARNING)
     categories = [

@@ -9,6 +9,7 @@ error: a missing file raises deep inside the file backend, an empty one
 fails an OpenCV assertion without a name, a corrupt one an ``assert``.
 """
 import io
+import os
 from typing import Optional
 
 import mmcv
@@ -38,6 +39,15 @@ def _looks_truncated(data: bytes) -> bool:
     if data.startswith(_PNG_START):
         return not tail.endswith(_PNG_END)
     return False
+
+
+def opencv_pixel_limit() -> int:
+    """The most pixels OpenCV decodes: its ``OPENCV_IO_MAX_IMAGE_PIXELS``
+    environment variable, read when OpenCV is loaded, default 2**30."""
+    try:
+        return int(os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS', 1 << 30))
+    except ValueError:
+        return 1 << 30
 
 
 def _pillow_error(data: bytes) -> Optional[str]:
@@ -121,6 +131,12 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
                 f'{path}: the image is truncated (its data stops before the '
                 f'end marker; an incomplete download or copy?) {reason}'.
                 strip())
+        if img is None and 'CV_IO_MAX_IMAGE_PIXELS' in reason:
+            raise ImageLoadError(
+                f'{path}: the image has more pixels than OpenCV decodes '
+                f'({opencv_pixel_limit():,}): set the environment variable '
+                'OPENCV_IO_MAX_IMAGE_PIXELS to at least its width x height '
+                'before starting')
         if img is None:
             raise ImageLoadError(
                 f'{path}: not an image that can be decoded (corrupt or not '
