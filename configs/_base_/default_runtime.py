@@ -19,7 +19,10 @@ default_hooks = dict(
     # model num_classes == number of dataset classes.
     num_class_check=dict(type='NumClassCheckHook'),
     # Same random augmentations per epoch after --resume.
-    epoch_seed=dict(type='EpochSeedHook'))
+    epoch_seed=dict(type='EpochSeedHook'),
+    # At every validation, beside the metrics: how aligned classification
+    # and localisation are, and what TAL assigned since (align/*).
+    alignment=dict(type='AlignmentHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -12,44 +12,12 @@ import torch
 from mmengine.config import Config
 
 from tood.analysis.alignment import (analyse_image, flatten_outputs,
-                                     gt_alignment, markdown_table, summarize)
+                                     markdown_table, summarize)
 from tood.datasets.shapes import SHAPES_CLASSES
 from tood.registry import MODELS
 from tood.utils import register_all_modules
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-
-
-def test_best_priors_distance_and_correlations():
-    points = torch.tensor([[0., 0.], [8., 0.], [16., 0.], [0., 8.], [8., 8.]])
-    # Prior 0 is outside the box: its higher score and IoU must not count.
-    scores = torch.tensor([0.99, 0.2, 0.8, 0.1, 0.5])
-    ious = torch.tensor([0.9, 0.3, 0.6, 0.1, 0.7])
-    candidates = torch.tensor([False, True, True, True, True])
-    found = gt_alignment(scores, ious, points, candidates)
-    assert found['best_score_index'] == 2
-    assert found['best_iou_index'] == 4
-    assert found['distance'] == pytest.approx(math.sqrt(8**2 + 8**2))
-    assert not found['aligned']
-    assert found['top_iou'] == pytest.approx(0.6)
-    assert found['max_iou'] == pytest.approx(0.7)
-    assert found['num_candidates'] == 4
-    # Ranks (2, 4, 1, 3) vs (2, 3, 1, 4): 1 - 6 * 2 / (4 * 15) = 0.8.
-    assert found['spearman'] == pytest.approx(0.8)
-    expected = np.corrcoef([0.2, 0.8, 0.1, 0.5], [0.3, 0.6, 0.1, 0.7])[0, 1]
-    assert found['pearson'] == pytest.approx(expected)
-
-    # One prior best at both, IoU linear in score: aligned, correlation 1.
-    linear = gt_alignment(scores, 0.5 * scores + 0.1, points, candidates)
-    assert linear['aligned'] and linear['distance'] == 0
-    assert linear['pearson'] == pytest.approx(1.0)
-    assert linear['spearman'] == pytest.approx(1.0)
-
-    # A constant map has no correlation; no candidate, no result.
-    flat = gt_alignment(torch.full((5, ), 0.3), ious, points, candidates)
-    assert flat['pearson'] is None and flat['spearman'] is None
-    assert gt_alignment(scores, ious, points,
-                        torch.zeros(5, dtype=torch.bool)) is None
 
 
 def test_head_outputs_to_rows_and_summary():

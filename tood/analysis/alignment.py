@@ -36,12 +36,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
-from torchvision.ops import box_iou
 
 from tood.models.task_modules import grid_points, levels_to_priors
-from tood.structures import points_inside_boxes
+from tood.models.task_modules.alignment import (alignment_per_gt, pearson,
+                                                spearman)
+from tood.structures import box_iou, points_inside_boxes
 
 DEFINITIONS = {
     'candidates': 'priors (all levels) whose point lies strictly inside the '
@@ -113,52 +113,6 @@ def flatten_outputs(cls_scores: Sequence[Tensor],
     return FlatOutputs(scores, boxes, points, prior_strides, levels, sizes)
 
 
-def _correlations(x: np.ndarray,
-                  y: np.ndarray) -> Tuple[Optional[float], Optional[float]]:
-    """Pearson and Spearman correlation, None where undefined."""
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None, None
-    return (float(stats.pearsonr(x, y).statistic),
-            float(stats.spearmanr(x, y).statistic))
-
-
-def gt_alignment(scores: Tensor, ious: Tensor, points: Tensor,
-                 candidates: Tensor) -> Optional[dict]:
-    """The alignment of one ground-truth box.
-
-    Args:
-        scores: (N,) score map s of the box's class over all priors.
-        ious: (N,) IoU map u with the box over all priors.
-        points: (N, 2) prior points, input pixels.
-        candidates: (N,) bool, the priors both best priors are taken from.
-    Returns:
-        None without candidates, else ``best_score_index``,
-        ``best_iou_index`` (indices into the N priors), ``distance``,
-        ``aligned``, ``top_iou``, ``max_iou``, ``pearson``, ``spearman``,
-        ``num_candidates``.
-    """
-    idx = candidates.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return None
-    # argmax returns the first maximum: ties go to the earliest prior.
-    best_score = int(idx[scores[idx].argmax()])
-    best_iou = int(idx[ious[idx].argmax()])
-    distance = float((points[best_score] - points[best_iou]).norm())
-    pearson, spearman = _correlations(
-        scores[idx].double().cpu().numpy(),
-        ious[idx].double().cpu().numpy())
-    return dict(
-        best_score_index=best_score,
-        best_iou_index=best_iou,
-        distance=distance,
-        aligned=best_score == best_iou,
-        top_iou=float(ious[best_score]),
-        max_iou=float(ious[best_iou]),
-        pearson=pearson,
-        spearman=spearman,
-        num_candidates=int(idx.numel()))
-
-
 def _prior_record(out: FlatOutputs, index: int, score: Tensor,
                   iou: Tensor) -> dict:
     return dict(
@@ -174,7 +128,8 @@ def _prior_record(out: FlatOutputs, index: int, score: Tensor,
 def analyse_image(
         out: FlatOutputs, gt_bboxes: Tensor, gt_labels: Tensor
 ) -> Tuple[List[dict], List[Optional[np.ndarray]]]:
-    """Alignment of every ground-truth box of one image.
+    """Alignment of every ground-truth box of one image
+    (``tood.models.task_modules.alignment.alignment_per_gt``).
 
     Args:
         out: the image's flattened head outputs.
@@ -186,7 +141,9 @@ def analyse_image(
         of its M candidates' scores and IoUs (None without candidates).
     """
     gt_bboxes = gt_bboxes.to(out.boxes.device).float()
-    ious = box_iou(out.boxes, gt_bboxes)  # (N, G)
+    found = alignment_per_gt(out.scores, out.boxes, out.points, gt_bboxes,
+                             gt_labels)
+    ious = box_iou(out.boxes[:, None], gt_bboxes[None])  # (N, G)
     inside = points_inside_boxes(out.points[:, None], gt_bboxes[None])
     rows, pairs = [], []
     for g, label in enumerate(gt_labels.tolist()):
@@ -195,27 +152,30 @@ def analyse_image(
             gt_index=g,
             label=int(label),
             bbox=[float(v) for v in gt_bboxes[g]],
-            num_candidates=0)
+            num_candidates=int(found['num_candidates'][g]))
         candidates = None
-        found = gt_alignment(score, iou, out.points, inside[:, g])
-        if found is not None:
+        if row['num_candidates']:
             row.update(
-                num_candidates=found['num_candidates'],
-                best_score=_prior_record(out, found['best_score_index'],
-                                         score, iou),
-                best_iou=_prior_record(out, found['best_iou_index'], score,
-                                       iou),
-                **{
-                    k: found[k]
-                    for k in ('distance', 'aligned', 'top_iou', 'max_iou',
-                              'pearson', 'spearman')
-                })
+                best_score=_prior_record(
+                    out, int(found['best_score_index'][g]), score, iou),
+                best_iou=_prior_record(out, int(found['best_iou_index'][g]),
+                                       score, iou),
+                aligned=bool(found['aligned'][g]),
+                **{k: _number(found[k][g])
+                   for k in ('distance', 'top_iou', 'max_iou', 'pearson',
+                             'spearman')})
             mask = inside[:, g]
             candidates = torch.stack([score[mask],
                                       iou[mask]]).double().cpu().numpy()
         rows.append(row)
         pairs.append(candidates)
     return rows, pairs
+
+
+def _number(value: Tensor) -> Optional[float]:
+    """A 0-d tensor as a float, None for NaN (undefined)."""
+    value = float(value)
+    return None if np.isnan(value) else value
 
 
 def _mean(values: List[float]) -> Optional[float]:
@@ -250,9 +210,9 @@ def summarize(rows: List[dict],
         if r['num_candidates'] >= MIN_CANDIDATES
     ]
     if counted:
-        pooled = np.concatenate(counted, axis=1)
-        summary['pooled_pearson'], summary['pooled_spearman'] = \
-            _correlations(pooled[0], pooled[1])
+        pooled = torch.from_numpy(np.concatenate(counted, axis=1))
+        summary['pooled_pearson'] = _number(pearson(pooled[0], pooled[1]))
+        summary['pooled_spearman'] = _number(spearman(pooled[0], pooled[1]))
     return summary
 
 
@@ -325,7 +285,7 @@ def draw_alignment(image: np.ndarray, out: FlatOutputs, rows: List[dict],
         mx, my = max(x2 - x1, 16) / 2, max(y2 - y1, 16) / 2
         view = (max(x1 - mx, 0), min(x2 + mx, img_w), max(y1 - my, 0),
                 min(y2 + my, img_h))
-        iou = box_iou(out.boxes, out.boxes.new_tensor([row['bbox']]))[:, 0]
+        iou = box_iou(out.boxes, out.boxes.new_tensor(row['bbox']))
         maps = (None, (out.scores[:, row['label']], row['best_score']),
                 (iou, row['best_iou']))
         name = (class_names[row['label']]

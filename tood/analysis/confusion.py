@@ -15,9 +15,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
-from tood.structures import box_area
+from tood.structures import box_area, box_iou
 
 
 def _tensor(values, dtype=torch.float32) -> torch.Tensor:
@@ -146,7 +145,8 @@ def match_image(pred_bboxes: torch.Tensor,
     background = num_classes
     counts = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     matched = torch.zeros(len(gt_bboxes), dtype=torch.bool)
-    ious = box_iou(pred_bboxes, gt_bboxes) if len(gt_bboxes) else None
+    ious = box_iou(pred_bboxes[:, None],
+                   gt_bboxes[None]) if len(gt_bboxes) else None
     unmatched = []
     for i in pred_scores.argsort(descending=True, stable=True).tolist():
         label = int(pred_labels[i])

@@ -24,6 +24,7 @@ from .config import (dataset_missing_message, drop_disabled_hooks,
 from .config_check import check_config, check_required_keys
 from .distributed import setup_cpu_distributed, shutdown_distributed
 from .errors import exit_if_user_error
+from .hooks import setup_load_from
 
 Result = TypeVar('Result')
 
@@ -103,6 +104,9 @@ def run_tool(cfg: Config,
         log_lines = [*log_lines, setup_compile(cfg)]
     except ConfigError as error:
         sys.exit(str(error))
+    if stage == 'train':
+        # Fine-tuning: the classifier mapped by class name (LoadFromHook).
+        log_lines.append(setup_load_from(cfg))
     drop_disabled_hooks(cfg)
     check_before_build(cfg, stage)
     setup_checkpoint_io()

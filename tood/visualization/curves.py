@@ -23,7 +23,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 SCALARS_FILE = osp.join('vis_data', 'scalars.json')
-DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_bbox', 'coco/bbox_mAP')
+DEFAULT_KEYS = ('loss', 'loss_cls', 'loss_bbox', 'coco/bbox_mAP',
+                'align/aligned', 'align/distance', 'align/spearman',
+                'align/tal_positives_per_gt', 'align/tal_gts_without_positive')
 
 
 @dataclass

@@ -12,6 +12,8 @@ Shapes: B images, N priors of all levels, K classes, P positives.
 from logging import INFO, WARNING
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
+from mmengine.dist import all_reduce
 from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
@@ -21,7 +23,7 @@ from tood.structures import DetDataSample, centerness
 
 from ..losses import global_normaliser
 from ..task_modules import levels_to_priors
-from .targets import assign_targets, batch_priors, boxes_in_pixels
+from .targets import Targets, assign_targets, batch_priors, boxes_in_pixels
 
 
 class TaskAlignedCriterion(nn.Module):
@@ -72,6 +74,10 @@ class TaskAlignedCriterion(nn.Module):
         self.loss_bbox = MODELS.build(
             loss_bbox or dict(type='GIoULoss', loss_weight=2.0))
         self.trains = bool(train_cfg)
+        # TAL's assignment since tal_statistics() last read it: GTs, GTs
+        # with a positive, positives, sum of t-hat. A plain attribute, not
+        # a buffer: not saved, not averaged by an EMA, not broadcast.
+        self._tal_totals: Optional[Tensor] = None
         if not train_cfg:
             return
         for key, default in (('initial_epoch', 4), ('initial_iter', None)):
@@ -135,6 +141,39 @@ class TaskAlignedCriterion(nn.Module):
                 'to the number of warm-up iterations, or '
                 'model.train_cfg.initial_epoch=0 for none.')
 
+    def _count_assignment(self, t: Targets,
+                          data_samples: List[DetDataSample]) -> None:
+        """Add a TAL batch to the totals ``tal_statistics`` reports."""
+        fg = t.fg  # (B, N)
+        # Each positive's GT as one number: image · N + slot.
+        image = torch.arange(fg.size(0), device=fg.device)[:, None]
+        gt = (image * fg.size(1) + t.assign.gt_index)[fg]
+        counts = [sum(len(s.gt_instances) for s in data_samples),
+                  gt.unique().numel()]
+        batch = torch.cat([
+            torch.tensor(counts, dtype=torch.float64, device=fg.device),
+            torch.stack([fg.sum(), t.assign.metrics[fg].sum()]).double()
+        ])  # GTs, GTs with a positive, positives, sum of t-hat
+        self._tal_totals = batch if self._tal_totals is None else \
+            self._tal_totals + batch
+
+    def tal_statistics(self) -> Optional[Dict[str, float]]:
+        """TAL's assignment over the training batches since the last call,
+        summed over processes (every process must call it): positives per
+        GT, the share of GTs without a positive, mean t-hat of the
+        positives. None when no batch was assigned by TAL (every process
+        trains the same number of batches, so all or none have totals)."""
+        totals, self._tal_totals = self._tal_totals, None
+        if totals is None:
+            return None
+        all_reduce(totals, op='sum')
+        gts, covered, positives, t_hat = totals.tolist()
+        if gts == 0:
+            return None
+        return dict(positives_per_gt=positives / gts,
+                    gts_without_positive=1 - covered / gts,
+                    t_hat=t_hat / max(positives, 1))
+
     def predictions(self, cls_scores: List[Tensor], bbox_preds: List[Tensor]
                     ) -> Tuple[List[Tensor], List[Tensor], None]:
         """What inference ranks: the head's (B, K, H, W) probabilities and
@@ -159,6 +198,8 @@ class TaskAlignedCriterion(nn.Module):
                            scores.detach(), boxes.detach())
         fg, valid = t.fg, t.valid  # (B, N)
         pos_target = t.boxes[fg]  # (P, 4)
+        if not warmup:
+            self._count_assignment(t, data_samples)
         if warmup:
             # Hard labels over the positives; boxes weighted by centerness.
             loss_cls = self.initial_loss_cls(

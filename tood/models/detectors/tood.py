@@ -1,13 +1,15 @@
 """The TOOD detector: backbone -> FPN -> T-Head."""
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
-from tood.errors import ConfigError
+from tood.errors import ConfigError, check_value
 from tood.registry import MODELS
 from tood.structures import DetDataSample
+
+from ..task_modules import attach_alignment
 
 
 @MODELS.register_module()
@@ -19,6 +21,13 @@ class TOOD(BaseModel):
     losses, ``'predict'`` returns the data samples with ``pred_instances`` in
     original-image pixels, ``'tensor'`` returns the head's raw per-level
     outputs.
+
+    ``frozen_parts`` names the parts that keep their weights while the rest
+    trains, for fine-tuning on little data: ``('backbone',)``,
+    ``('backbone', 'neck')`` (everything but the head). Their parameters
+    get no gradient and their norm layers stay in eval mode. (Freezing
+    only the first stages of a ResNet is the backbone's own
+    ``frozen_stages``.)
 
     ``channels_last=True`` keeps the backbone's and neck's weights and
     feature maps in channels-last (NHWC) memory order; the head gets NCHW
@@ -36,6 +45,7 @@ class TOOD(BaseModel):
                  data_preprocessor: Optional[Union[dict,
                                                    torch.nn.Module]] = None,
                  channels_last: bool = False,
+                 frozen_parts: Sequence[str] = (),
                  init_cfg: Optional[dict] = None):
         # Built here rather than by BaseModel so that it resolves in the tood
         # scope even when no default scope is set (scripts, tests).
@@ -62,6 +72,22 @@ class TOOD(BaseModel):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
             self.neck.to(memory_format=torch.channels_last)
+        check_value(set(frozen_parts) <= {'backbone', 'neck'}, 'model.frozen_parts',
+                    "parts among 'backbone' and 'neck'", frozen_parts)
+        self.frozen_parts = tuple(frozen_parts)
+        # Set by tood.engine.hooks.AlignmentHook while it validates: the
+        # data samples then also get the alignment of their ground truth.
+        self.measure_alignment = False
+        for part in self.frozen_parts:
+            getattr(self, part).requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'TOOD':
+        """As ``nn.Module.train``, with the frozen parts in eval mode (their
+        norm layers keep their statistics)."""
+        super().train(mode)
+        for part in self.frozen_parts:
+            getattr(self, part).eval()
+        return self
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """(B, 3, H, W) -> FPN levels, each (B, C, H / s, W / s)."""
@@ -89,11 +115,13 @@ class TOOD(BaseModel):
             return self.bbox_head.loss_by_feat(*self.network(inputs),
                                                data_samples)
         if mode == 'predict':
+            outputs = self.network(inputs)
             results = self.bbox_head.predict_by_feat(
-                *self.network(inputs), [s.metainfo for s in data_samples],
-                rescale=True)
+                *outputs, [s.metainfo for s in data_samples], rescale=True)
             for sample, pred in zip(data_samples, results):
                 sample.pred_instances = pred
+            if self.measure_alignment:
+                attach_alignment(self.bbox_head, outputs, data_samples)
             return data_samples
         if mode == 'tensor':
             return self.network(inputs)

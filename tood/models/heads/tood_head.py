@@ -152,6 +152,10 @@ class TOODHead(DenseHead):
         test_cfg: the post-processing's, see ``TestCfg``.
     """
 
+    # The layer of one output channel per class: fine-tuning with other
+    # classes maps its rows (tood.engine.hooks.LoadFromHook).
+    classifier_name = 'tood_cls'
+
     def __init__(
             self, num_classes: int, in_channels: int,
             feat_channels: int = 256, stacked_convs: int = 6,
