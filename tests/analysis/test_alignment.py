@@ -80,10 +80,13 @@ model = dict(
                    norm_cfg=dict(type='GN', num_groups=4, requires_grad=True)))
 # A test pipeline as the COCO configs have it: annotations loaded after
 # the resize (96 -> 192 px), in the original frame.
+# The tool draws the set (3 val images of 96 px) before it reads it.
+data_preparer = dict(type='ShapesPreparer', data_root='{root}',
+                     num_train=1, num_val=3, img_size=96)
 val_dataloader = dict(dataset=dict(
-    _delete_=True, type='ShapesDataset', data_root='{root}',
-    ann_file='annotations/instances_val.json', num_train=1, num_val=3,
-    img_size=96, test_mode=True,
+    _delete_=True, type='CocoDataset', data_root='{root}',
+    ann_file='annotations/instances_val.json',
+    data_prefix=dict(img='val/'), test_mode=True,
     pipeline=[
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=(192, 192), keep_ratio=True),

@@ -107,7 +107,7 @@ def serve(monkeypatch, server, data: bytes, name='toy.zip', md5=False,
                           hashlib.md5(data).hexdigest() if md5 else None), ),
         expected=EXPECTED,
         tree_sha256=None if md5 else (('VOC2099/Annotations', ), digest))
-    monkeypatch.setitem(download.DATASETS, 'toy', spec)
+    monkeypatch.setitem(download.DOWNLOADS, 'toy', spec)
     return spec
 
 
@@ -259,7 +259,7 @@ CHILD = '''
 import json, os, signal, sys
 from tood.datasets import download
 spec = json.loads(sys.argv[1])
-download.DATASETS['toy'] = download.DatasetSpec(
+download.DOWNLOADS['toy'] = download.DatasetSpec(
     description='toy',
     archives=(download.Archive('toy.zip', (spec['url'], )), ),
     expected=tuple(spec['expected']),
@@ -332,7 +332,7 @@ def test_too_little_space_is_named_before_downloading_or_unpacking(
         install('toy', root, log=quiet)
     monkeypatch.undo()
     serve(monkeypatch, server, data)
-    download.download_archive(download.DATASETS['toy'].archives[0],
+    download.download_archive(download.DOWNLOADS['toy'].archives[0],
                               osp.join(root, '.downloads'), quiet)
     monkeypatch.setattr(download.shutil, 'disk_usage',
                         lambda path: usage._replace(free=10))
@@ -375,7 +375,7 @@ def test_only_the_archive_that_failed_without_an_md5_is_deleted(
     good = tar_bytes({'VOC2099/ImageSets/Main/train.txt': b'a\n'})
     server.files['/a.tar'] = good
     server.files['/b.zip'] = b'PK\x03\x04' + b'\x00' * 200
-    monkeypatch.setitem(download.DATASETS, 'toy', DatasetSpec(
+    monkeypatch.setitem(download.DOWNLOADS, 'toy', DatasetSpec(
         description='toy',
         archives=(Archive('a.tar', (f'{server.url}/a.tar', ),
                           hashlib.md5(good).hexdigest()),

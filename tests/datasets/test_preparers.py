@@ -1,8 +1,11 @@
 """The shapes data is drawn by a data_preparer, not by the datasets: a
 config derived from the main job and pointed at other data (COCO or VOC)
-never meets the generator and needs no _delete_=True."""
+never meets the generator and needs no _delete_=True. ShapesPreparer
+draws the set once, also when several processes ask at once."""
 import json
 import os.path as osp
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -11,10 +14,11 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import tood.datasets  # noqa: F401  (registers everything)
-from tood.datasets import CocoDataset, VOCDataset, shapes
-from tood.datasets.preparers import (ShapesPreparer, build_preparers,
-                                     dataset_config_paths, prepare_data,
-                                     stage_paths)
+from tood.datasets import CocoDataset, ShapesPreparer, VOCDataset
+from tood.datasets.preparers import (build_preparers, dataset_config_paths,
+                                     prepare_data, stage_paths)
+from tood.datasets.shapes import SHAPES_CLASSES
+from tood.datasets.shapes import preparer as shapes_preparer
 from tood.engine import missing_dataset_files
 from tood.registry import DATASETS, METRICS
 
@@ -28,7 +32,7 @@ def no_drawing(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError('the shapes generator was called')
 
-    monkeypatch.setattr(shapes, 'generate_shapes', fail)
+    monkeypatch.setattr(shapes_preparer, 'generate_shapes', fail)
 
 
 def main_job_at(root):
@@ -66,7 +70,7 @@ def test_missing_shapes_are_drawn_before_the_tools_look(tmp_path):
     with DefaultScope.overwrite_default_scope('tood'):
         train = DATASETS.build(cfg.train_dataloader.dataset)
     assert isinstance(train, CocoDataset) and len(train) <= 3
-    assert train.metainfo['classes'] == shapes.SHAPES_CLASSES
+    assert train.metainfo['classes'] == SHAPES_CLASSES
 
 
 def test_an_existing_set_is_not_drawn_again_and_differences_warn(
@@ -78,11 +82,65 @@ def test_an_existing_set_is_not_drawn_again_and_differences_warn(
     def fail(*args, **kwargs):
         raise AssertionError('drawn twice')
 
-    monkeypatch.setattr(shapes, 'generate_shapes', fail)
+    monkeypatch.setattr(shapes_preparer, 'generate_shapes', fail)
     assert preparer() is False
     log_records.clear()
     ShapesPreparer(root, **dict(SMALL, num_train=5))()
     assert any("{'num_train': 3}" in r.getMessage() for r in log_records)
+
+
+def test_the_set_is_drawn_aside_then_renamed_into_place(tmp_path):
+    root = tmp_path / 'data' / 'shapes'
+    assert ShapesPreparer(str(root) + '/', **SMALL)() is True
+    assert sorted(p.name for p in (root / 'val').iterdir()) == [
+        '000000.png', '000001.png'
+    ]
+    # No temporary folder is left next to the set.
+    assert sorted(p.name for p in root.parent.iterdir()) == [
+        '.shapes.lock', 'shapes'
+    ]
+
+
+def test_concurrent_preparers_draw_once(tmp_path, monkeypatch):
+    calls = []
+    real = shapes_preparer.generate_shapes
+
+    def slow_generate(root, **kwargs):
+        calls.append(root)
+        time.sleep(0.3)  # let the other caller arrive meanwhile
+        real(root, **kwargs)
+
+    monkeypatch.setattr(shapes_preparer, 'generate_shapes', slow_generate)
+    root = tmp_path / 'shapes'
+    errors = []
+
+    def prepare():
+        try:
+            ShapesPreparer(str(root), **SMALL)()
+            # Whoever returns finds the complete set.
+            assert (root / 'annotations/instances_val.json').is_file()
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(calls) == 1
+    assert sorted(p.name for p in (root / 'train').iterdir()) == [
+        '000000.png', '000001.png', '000002.png'
+    ]
+
+
+def test_the_preparer_refuses_a_foreign_folder(tmp_path, no_drawing):
+    root = tmp_path / 'shapes'
+    root.mkdir()
+    (root / 'something.txt').write_text('not a dataset')
+    with pytest.raises(FileExistsError, match='not a complete shapes'):
+        ShapesPreparer(str(root), **SMALL)()
+    assert [p.name for p in root.iterdir()] == ['something.txt']
 
 
 def test_the_preparer_runs_only_for_the_data_it_makes(tmp_path, no_drawing):

@@ -1,4 +1,4 @@
-"""TrainingReportHook after a real (tiny) training run on ShapesDataset."""
+"""TrainingReportHook after a real (tiny) training run on shapes data."""
 import glob
 import json
 import os.path as osp
@@ -10,6 +10,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from tood.datasets.shapes import generate_shapes
 from tood.engine import TrainingReportHook
 from tood.utils import register_all_modules
 
@@ -24,8 +25,9 @@ MODEL_CFG = osp.join(
 
 def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
     """A 2-epoch run (2 iterations each) of a ResNet-18 (16 channels) TOOD
-    on 4 shapes images of 64 px, validated after each epoch, with the
-    report hook."""
+    on the 4 train images of the shapes set at ``data_root`` (see
+    ``trained_work_dir``), validated after each epoch on its 4 val images,
+    with the report hook."""
     model = Config.fromfile(MODEL_CFG).model
     model.backbone.update(
         depth=18, stem_channels=16, base_channels=16, init_cfg=None)
@@ -42,12 +44,7 @@ def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
     # Barely trained: keep every box so there is something to draw.
     model.test_cfg.update(score_thr=0.0, max_per_img=20)
 
-    shapes = dict(
-        type='ShapesDataset',
-        data_root=data_root,
-        num_train=4,
-        num_val=4,
-        img_size=64)
+    shapes = dict(type='CocoDataset', data_root=data_root)
     train_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True),
@@ -74,6 +71,7 @@ def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
                 dataset=dict(
                     shapes,
                     ann_file='annotations/instances_train.json',
+                    data_prefix=dict(img='train/'),
                     filter_cfg=dict(filter_empty_gt=True),
                     pipeline=train_pipeline)),
             val_dataloader=dict(
@@ -83,6 +81,7 @@ def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
                 dataset=dict(
                     shapes,
                     ann_file='annotations/instances_val.json',
+                    data_prefix=dict(img='val/'),
                     test_mode=True,
                     pipeline=val_pipeline)),
             val_evaluator=dict(type='CocoMetric', ann_file=ann_val),
@@ -109,6 +108,7 @@ def tiny_shapes_cfg(data_root: str, work_dir: str) -> Config:
 def trained_work_dir(tmp_path_factory) -> str:
     register_all_modules()
     root = tmp_path_factory.mktemp('report')
+    generate_shapes(str(root / 'shapes'), num_train=4, num_val=4, img_size=64)
     cfg = tiny_shapes_cfg(str(root / 'shapes'), str(root / 'work'))
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -146,7 +146,7 @@ def test_prediction_pngs_of_the_first_val_images(trained_work_dir):
     report = osp.join(trained_work_dir, 'report')
     drawn = sorted(osp.basename(p)
                    for p in glob.glob(osp.join(report, 'pred_*.png')))
-    # ShapesDataset numbers its images from 1; num_images=2 of 4.
+    # The shapes jsons number their images from 1; num_images=2 of 4.
     assert drawn == ['pred_1.png', 'pred_2.png']
     shapes_val = osp.join(osp.dirname(trained_work_dir), 'shapes', 'val')
     for index in (1, 2):

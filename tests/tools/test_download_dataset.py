@@ -70,7 +70,7 @@ def toy_dataset(tmp_path, monkeypatch, served):
                           md5s[1])),
         expected=('VOCdevkit/VOC2099/ImageSets/Main/trainval.txt',
                   'VOCdevkit/VOC2099/ImageSets/Main/test.txt'))
-    monkeypatch.setitem(download.DATASETS, 'toy', spec)
+    monkeypatch.setitem(download.DOWNLOADS, 'toy', spec)
     return spec
 
 
@@ -103,7 +103,7 @@ def test_a_wrong_checksum_installs_nothing(tmp_path, toy_dataset, served,
         archives=(Archive('test.tar', ('http://mirror-b/test.tar', ),
                           '0' * 32), ),
         expected=toy_dataset.expected)
-    monkeypatch.setitem(download.DATASETS, 'toy', bad)
+    monkeypatch.setitem(download.DOWNLOADS, 'toy', bad)
     root = str(tmp_path / 'data')
     with pytest.raises(DownloadError, match=r'test.tar: MD5 \w+ is not the '
                        'published 0000'):
@@ -116,7 +116,7 @@ def test_unreachable_archive_names_the_urls(tmp_path, toy_dataset,
                                             monkeypatch):
     spec = DatasetSpec(description='x', archives=(Archive(
         'x.zip', ('http://nowhere/x.zip', )), ), expected=('x', ))
-    monkeypatch.setitem(download.DATASETS, 'x', spec)
+    monkeypatch.setitem(download.DOWNLOADS, 'x', spec)
     with pytest.raises(DownloadError, match='x.zip could not be downloaded:'
                        '\n  http://nowhere/x.zip: unreachable'):
         install('x', str(tmp_path), log=lambda line: None)
@@ -147,7 +147,7 @@ def test_bccd_from_a_local_archive_through_the_tool(tmp_path, served):
                 path = osp.join(folder, name)
                 zf.write(path, osp.join('BCCD_Dataset-master',
                                         osp.relpath(path, BCCD)))
-    spec = download.DATASETS['bccd']
+    spec = download.DOWNLOADS['bccd']
     files[spec.archives[0].urls[0]] = archive
 
     root = str(tmp_path / 'data')

@@ -112,8 +112,8 @@ def eval_image_shape(cfg: Config,
     """(H, W) of the largest image the test pipeline produces.
 
     The ``scale`` of a ``Resize`` in the test pipeline (mmcv's (W, H)), else
-    the ``img_size`` of what draws square images (the shapes set: its
-    ``data_preparer``, or a ``ShapesDataset``), else ``default``.
+    the ``img_size`` of a ``data_preparer`` that draws square images (the
+    shapes set's ``ShapesPreparer``), else ``default``.
     """
     dataset = cfg.get('test_dataloader', {}).get('dataset', {})
     for step in dataset.get('pipeline', []):
@@ -123,7 +123,7 @@ def eval_image_shape(cfg: Config,
     preparers = cfg.get('data_preparer') or []
     if isinstance(preparers, dict):
         preparers = [preparers]
-    for source in [dataset, *preparers]:
-        if source.get('img_size'):
-            return (int(source['img_size']), int(source['img_size']))
+    for preparer in preparers:
+        if preparer.get('img_size'):
+            return (int(preparer['img_size']), int(preparer['img_size']))
     return default

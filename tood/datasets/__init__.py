@@ -1,9 +1,9 @@
 """Datasets, transforms, samplers and data preparers of the tood scope."""
-from . import shapes  # noqa: F401  (registers ShapesDataset)
 from .base_det_dataset import BaseDetDataset
 from .coco import COCO_CLASSES, CocoDataset
-from .preparers import DATA_PREPARERS, ShapesPreparer, prepare_data
+from .preparers import DATA_PREPARERS, prepare_data
 from .samplers import AspectRatioBatchSampler
+from .shapes import ShapesPreparer
 from .transforms import *  # noqa: F401,F403
 from .voc import VOC_CLASSES, VOCDataset
 from .wrappers import pipeline_datasets

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from pycocotools.coco import COCO
 
 from tood.datasets.base_det_dataset import BaseDetDataset
+from tood.datasets.findings import Findings
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
 from tood.visualization.palette import make_palette
@@ -87,36 +88,6 @@ def match_classes(coco: COCO,
             logger='current',
             level=logging.WARNING)
     return classes, cat_ids
-
-
-class Findings:
-    """Problems of one kind or another, each with the ids it concerns.
-
-    ``add('has no bbox', 'annotation', i)`` for ``i`` 7 and 9 reads
-    ``annotations 7, 9: has no bbox`` in :meth:`lines`; past ``max_ids``
-    ids a kind is summarised (``... and 340 more``), so a file with
-    thousands of bad boxes still gives a readable message.
-    """
-
-    def __init__(self, max_ids: int = 20) -> None:
-        self.max_ids = max_ids
-        self._groups: Dict[Tuple[str, str], List[Any]] = {}
-
-    def add(self, what: str, noun: str, item_id: Any) -> None:
-        self._groups.setdefault((what, noun), []).append(item_id)
-
-    def __len__(self) -> int:
-        return sum(len(ids) for ids in self._groups.values())
-
-    def lines(self) -> List[str]:
-        lines = []
-        for (what, noun), ids in self._groups.items():
-            shown = ', '.join(str(i) for i in ids[:self.max_ids])
-            if len(ids) > self.max_ids:
-                shown += f' and {len(ids) - self.max_ids} more'
-            plural = noun + ('s' if len(ids) > 1 else '')
-            lines.append(f'{plural} {shown}: {what}')
-        return lines
 
 
 COCO_KEYS = ('images', 'annotations', 'categories')
@@ -240,10 +211,9 @@ def check_coco(data: dict, ann_file: str) -> Findings:
                         'annotation', ann_id)
 
     if fatal:
-        lines = '\n'.join(f'  - {line}' for line in fatal.lines())
         raise AnnotationError(
             f'annotation file {ann_file} cannot be used; {len(fatal)} '
-            f'problem(s) found:\n{lines}')
+            f'problem(s) found:\n{fatal.bullets()}')
     return ignored
 
 
@@ -276,7 +246,6 @@ def clean_box(bbox: Sequence[float], area: float, width: float,
         return None, 'outside the image (or less than 1 pixel inside)'
     clipped = (x1, y1, x2, y2) != (x, y, x + w, y + h)
     return [x1, y1, x2, y2], 'clipped' if clipped else ''
-
 
 
 @DATASETS.register_module()
@@ -349,10 +318,9 @@ class CocoDataset(BaseDetDataset):
         for findings, action in ((ignored, 'ignored'),
                                  (self._box_fixes, 'fixed')):
             if findings:
-                lines = '\n'.join(f'  - {line}' for line in findings.lines())
                 print_log(
                     f'{self.ann_file}: {len(findings)} annotation(s) '
-                    f'{action}:\n{lines}',
+                    f'{action}:\n{findings.bullets()}',
                     logger='current',
                     level=logging.WARNING)
         del self._box_fixes

@@ -111,7 +111,7 @@ def _voc(path: str) -> Tuple[str, ...]:
 # network. BCCD's GitHub archive is generated on request and has no fixed
 # checksum; its unpacked files are checked instead, against a digest of the
 # copy in this project's shared data folder (BCCD_Dataset, master).
-DATASETS: Dict[str, DatasetSpec] = {
+DOWNLOADS: Dict[str, DatasetSpec] = {
     'coco2017':
     DatasetSpec(
         description='COCO 2017 detection: train2017 (118k images), '
@@ -562,10 +562,10 @@ def install(name: str,
             expected layout), files in the way (all listed), or a full
             disk (:class:`DiskFullError`, naming the space needed).
     """
-    if name not in DATASETS:
+    if name not in DOWNLOADS:
         raise DownloadError(f'unknown dataset {name!r}; choose one of '
-                            f'{", ".join(sorted(DATASETS))}')
-    spec = DATASETS[name]
+                            f'{", ".join(sorted(DOWNLOADS))}')
+    spec = DOWNLOADS[name]
     expected = [osp.join(root, p) for p in spec.expected]
     if is_installed(spec, root, name):
         log(f'{name} is already in {root}: {", ".join(expected)}')

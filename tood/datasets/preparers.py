@@ -29,12 +29,12 @@ from mmengine.config import Config
 from mmengine.registry import Registry
 
 from tood.datasets.base_det_dataset import paths_by_convention
-from tood.datasets.shapes import (IMG_SIZE, MAX_OBJECTS, NUM_TRAIN, NUM_VAL,
-                                  ShapesDataset, prepare_shapes)
 from tood.registry import DATASETS
 
+# The preparers register themselves when tood.datasets is imported
+# (ShapesPreparer: tood/datasets/shapes/preparer.py).
 DATA_PREPARERS = Registry(
-    'data preparer', scope='tood', locations=['tood.datasets.preparers'])
+    'data preparer', scope='tood', locations=['tood.datasets'])
 
 
 class BasePreparer:
@@ -76,61 +76,14 @@ class BasePreparer:
         return True
 
 
-@DATA_PREPARERS.register_module()
-class ShapesPreparer(BasePreparer):
-    """Draws the procedural shapes set (``tood.datasets.shapes``).
-
-    Layout under ``data_root`` (read with ``CocoDataset``)::
-
-        annotations/instances_{train,val}.json
-        train/000000.png ...    val/000000.png ...
-
-    An existing set drawn with other arguments is used as it is, with a
-    warning naming the differences (delete the folder to draw it again).
-
-    Args:
-        data_root: where the set is drawn.
-        num_train, num_val, img_size, seed, max_objects: as
-            ``tood.datasets.shapes.generate_shapes``.
-    """
-
-    def __init__(self,
-                 data_root: str = 'data/shapes/',
-                 num_train: int = NUM_TRAIN,
-                 num_val: int = NUM_VAL,
-                 img_size: int = IMG_SIZE,
-                 seed: int = 0,
-                 max_objects: int = MAX_OBJECTS) -> None:
-        super().__init__(data_root)
-        self.arguments = dict(
-            num_train=num_train,
-            num_val=num_val,
-            img_size=img_size,
-            seed=seed,
-            max_objects=max_objects)
-
-    def outputs(self) -> List[str]:
-        return [
-            osp.join(self.data_root, 'annotations', f'instances_{split}.json')
-            for split in ('train', 'val')
-        ]
-
-    def make(self) -> None:
-        prepare_shapes(self.data_root, **self.arguments)
-
-    def check(self) -> None:
-        # The val split is the one the metric reads.
-        ShapesDataset.warn_if_different(self.outputs()[1], self.arguments)
-
-
 def dataset_config_paths(dataset_cfg: Dict[str, Any]) -> List[str]:
     """The files and folders a dataset config reads.
 
     Wrappers are followed (``dataset`` of ``RepeatDataset`` and the like,
     ``datasets`` of ``ConcatDataset``). A dataset class may say what it
     reads with a ``config_paths(cfg)`` class method (``VOCDataset``: its
-    split files; ``ShapesDataset``: nothing, it draws itself); others read
-    ``ann_file`` and the ``data_prefix`` folders.
+    split files); others read ``ann_file`` and the ``data_prefix``
+    folders.
     """
     if isinstance(dataset_cfg.get('datasets'), (list, tuple)):
         return [

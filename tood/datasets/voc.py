@@ -15,7 +15,7 @@ from mmengine.utils import is_abs
 from PIL import Image, UnidentifiedImageError
 
 from tood.datasets.base_det_dataset import BaseDetDataset
-from tood.datasets.coco import Findings
+from tood.datasets.findings import Findings
 from tood.datasets.transforms.image_loading import opencv_pixel_limit
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
@@ -387,15 +387,13 @@ class VOCDataset(BaseDetDataset):
                     'the names in the annotations', 'annotated name',
                     repr(name))
         if fatal:
-            lines = '\n'.join(f'  - {line}' for line in fatal.lines())
             raise AnnotationError(
                 f'VOC annotations of {", ".join(self.ann_files)} cannot be '
-                f'used; {len(fatal)} problem(s) found:\n{lines}')
+                f'used; {len(fatal)} problem(s) found:\n{fatal.bullets()}')
         if fixes:
-            lines = '\n'.join(f'  - {line}' for line in fixes.lines())
             print_log(
                 f'{", ".join(self.ann_files)}: {len(fixes)} box(es) fixed '
-                f'(file.xml#object number, from 1):\n{lines}',
+                f'(file.xml#object number, from 1):\n{fixes.bullets()}',
                 logger='current',
                 level=logging.WARNING)
         if self._unknown:

@@ -12,7 +12,7 @@ see tood/datasets/download.py and docs/data.md for the layouts.
 import argparse
 import sys
 
-from tood.datasets.download import DATASETS, DownloadError, install
+from tood.datasets.download import DOWNLOADS, DownloadError, install
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -20,7 +20,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description='Download a dataset into data/')
     parser.add_argument(
         'names', nargs='*', metavar='NAME',
-        help=f'one or more of {", ".join(sorted(DATASETS))}')
+        help=f'one or more of {", ".join(sorted(DOWNLOADS))}')
     parser.add_argument(
         '--root', default='data', help='where the datasets go (default: data)')
     parser.add_argument(
@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.list:
-        for name, spec in sorted(DATASETS.items()):
+        for name, spec in sorted(DOWNLOADS.items()):
             print(f'{name:10s} {spec.size:>7s}  {spec.description}')
         return
     for name in args.names:

@@ -1,4 +1,4 @@
-# The procedural shapes set (tood/datasets/shapes.py), read as any COCO
+# The procedural shapes set (tood/datasets/shapes/), read as any COCO
 # dataset:
 #   data/shapes/annotations/instances_{train,val}.json
 #   data/shapes/{train,val}/000000.png ...

@@ -23,7 +23,7 @@ import yaml
 from mmengine.logging import print_log
 from PIL import UnidentifiedImageError
 
-from tood.datasets.coco import Findings
+from tood.datasets.findings import Findings
 from tood.datasets.voc import image_size
 from tood.errors import AnnotationError
 
@@ -253,22 +253,21 @@ def yolo_to_coco(images_dir: str,
             shared.add(f'read for each of {", ".join(users)}', 'label file',
                        osp.relpath(path, osp.abspath(labels_dir)))
     if fatal:
-        lines = '\n'.join(f'  - {line}' for line in fatal.lines())
         raise AnnotationError(
             f'YOLO labels in {labels_dir} (images in {images_dir}) cannot be '
-            f'converted; {len(fatal)} problem(s) found:\n{lines}')
+            f'converted; {len(fatal)} problem(s) found:\n{fatal.bullets()}')
     if dropped:
-        lines = '\n'.join(f'  - {line}' for line in dropped.lines())
         print_log(
-            f'{labels_dir}: {len(dropped)} label(s) not converted:\n{lines}',
+            f'{labels_dir}: {len(dropped)} label(s) not converted:\n'
+            f'{dropped.bullets()}',
             logger='current',
             level=logging.WARNING)
     if shared:
-        lines = '\n'.join(f'  - {line}' for line in shared.lines())
         print_log(
             f'{labels_dir}: {len(shared)} label file(s) serve several images '
             'of one name with different extensions, which all get its '
-            f'boxes; rename the images if that is not meant:\n{lines}',
+            'boxes; rename the images if that is not meant:\n'
+            f'{shared.bullets()}',
             logger='current',
             level=logging.WARNING)
     categories = [
