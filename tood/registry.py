@@ -44,10 +44,11 @@ MODEL_WRAPPERS = Registry(
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['tood.engine'])
 
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['tood.engine'])
+
 # Scope-only children: they hold nothing of ours, but without them every
 # lookup in the tood scope logs "Failed to search registry" before falling
 # back to mmengine's root.
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS)
 LOG_PROCESSORS = Registry('log_processor', parent=MMENGINE_LOG_PROCESSORS)
 OPTIMIZERS = Registry('optimizer', parent=MMENGINE_OPTIMIZERS)
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(

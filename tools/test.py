@@ -7,7 +7,9 @@
 (plain data, what tools/analysis/confusion_matrix.py reads), ``--out
 preds.pkl`` dumps the raw predictions as a pickle; ``--show-dir DIR`` draws
 them.
-``--compile`` compiles the network (docs/training.md). A checkpoint written
+``--tile [SIZE]`` detects in overlapping tiles of the original images
+(docs/deployment.md). ``--compile`` compiles the network
+(docs/training.md). A checkpoint written
 with an EMA hook holds the averaged weights, which are what is evaluated.
 """
 import argparse
@@ -41,6 +43,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='torch.compile the network (backbone, neck, head); settings '
         'from the config\'s compile dict if it has one (docs/training.md)')
+    parser.add_argument(
+        '--tile',
+        type=int,
+        nargs='*',
+        metavar='SIZE',
+        help='detect in overlapping tiles of the original images at the '
+        'model\'s native scale (tood.apis.inference_tiled); SIZE: tile '
+        'side, or H W (default: the test pipeline\'s input size)')
+    parser.add_argument(
+        '--tile-overlap', type=float, default=0.25,
+        help='share of a tile that neighbouring tiles overlap')
+    parser.add_argument(
+        '--no-whole', action='store_true',
+        help='with --tile, skip the pass over the whole resized image')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -79,6 +95,10 @@ def build_config(args: argparse.Namespace) -> Config:
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='TestProgressBarHook')
     ]
+    if args.tile is not None:
+        cfg.test_cfg = dict(type='TiledTestLoop',
+                            tile=(args.tile * 2)[:2] or None,
+                            overlap=args.tile_overlap, whole=not args.no_whole)
 
     if args.show_dir is not None:
         if 'visualization' not in cfg.default_hooks:

@@ -14,7 +14,7 @@ import glob
 import json
 import os.path as osp
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -123,6 +123,31 @@ def init_detector(config: Union[str, Path, Config],
     model.to(_resolve_device(device))
     model.eval()
     return model
+
+
+def default_input_shape(cfg) -> Optional[Tuple[int, int]]:
+    """(H, W) the config's test pipeline makes images: its ``Resize``
+    scale as H, W (the larger box a keep-ratio resize fits in), else the
+    ``img_size`` of a dataset or ``data_preparer`` that draws fixed-size
+    images (the shapes set); None when unknown."""
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    for transform in dataset.get('pipeline') or cfg.get('test_pipeline') or []:
+        kind = transform.get('type')
+        kind = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+        if kind == 'Resize' and transform.get('scale'):
+            scale = transform['scale']
+            if isinstance(scale, int):
+                return scale, scale
+            w, h = scale
+            if transform.get('keep_ratio', False):
+                # mmcv fits the image inside the long and short edges; a
+                # landscape image fills (short, long).
+                return min(w, h), max(w, h)
+            return h, w
+    for source in (dataset, cfg.get('data_preparer') or {}):
+        if source.get('img_size'):
+            return int(source['img_size']), int(source['img_size'])
+    return None
 
 
 class LoadImageFromArray:
@@ -295,7 +320,10 @@ def save_predictions(model: torch.nn.Module,
                      out_dir: str,
                      score_thr: ScoreThr = 0.3,
                      batch_size: int = 1,
-                     progress: bool = True) -> List[str]:
+                     progress: bool = True,
+                     detect: Optional[Callable[[List[str]],
+                                               List[DetDataSample]]] = None
+                     ) -> List[str]:
     """Detect objects in image files and write, per image, ``{name}.png``
     (the boxes drawn with class names and scores) and ``{name}.json`` (see
     ``detections_to_dict``), both with detections scoring at least
@@ -326,7 +354,8 @@ def save_predictions(model: torch.nn.Module,
     written = []
     for start in range(0, len(paths), batch_size):
         chunk = list(paths[start:start + batch_size])
-        samples = inference_detector(model, chunk, batch_size=batch_size)
+        samples = detect(chunk) if detect is not None else \
+            inference_detector(model, chunk, batch_size=batch_size)
         for path, stem, sample in zip(chunk, stems[start:], samples):
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             pred = sample.pred_instances

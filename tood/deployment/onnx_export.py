@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from tood.apis import default_input_shape
 from tood.errors import ConfigError
 from tood.models.task_modules import dense_predictions, select_detections
 
@@ -400,31 +401,6 @@ def _name_dynamic_dims(model) -> None:
         for dim in value.type.tensor_type.shape.dim:
             if dim.dim_param in names:
                 dim.dim_param = names[dim.dim_param]
-
-
-def default_input_shape(cfg) -> Optional[Tuple[int, int]]:
-    """(H, W) the config's test pipeline makes images: its ``Resize``
-    scale as H, W (the larger box a keep-ratio resize fits in), else the
-    ``img_size`` of a dataset or ``data_preparer`` that draws fixed-size
-    images (the shapes set); None when unknown."""
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    for transform in dataset.get('pipeline') or cfg.get('test_pipeline') or []:
-        kind = transform.get('type')
-        kind = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
-        if kind == 'Resize' and transform.get('scale'):
-            scale = transform['scale']
-            if isinstance(scale, int):
-                return scale, scale
-            w, h = scale
-            if transform.get('keep_ratio', False):
-                # mmcv fits the image inside the long and short edges; a
-                # landscape image fills (short, long).
-                return min(w, h), max(w, h)
-            return h, w
-    for source in (dataset, cfg.get('data_preparer') or {}):
-        if source.get('img_size'):
-            return int(source['img_size']), int(source['img_size'])
-    return None
 
 
 def export_config(config: Union[str, 'object'],

@@ -21,6 +21,7 @@ from .entry import run_tool
 from .errors import explain_error, exit_if_user_error
 from .hooks import (DetVisualizationHook, EMAHook, TestProgressBarHook,
                     TrainingReportHook, averaged_model)
+from .tiled_test_loop import TiledTestLoop
 from .tracking import MLflowVisBackend, Visualizer
 
 __all__ = [

@@ -74,9 +74,9 @@ def measure(config: str,
     """One configuration measured; returns the numbers as a dict."""
     import onnxruntime as ort
 
-    from tood.apis import init_detector
+    from tood.apis import default_input_shape, init_detector
     from tood.deployment import (Detections, compare_detections,
-                                 default_input_shape, export_onnx)
+                                 export_onnx)
     from tood.structures import DetDataSample
 
     options = dict(cfg_options or {})

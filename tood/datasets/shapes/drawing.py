@@ -135,7 +135,8 @@ def render_image(rng: np.random.Generator,
                  height: int,
                  width: int,
                  max_objects: int = MAX_OBJECTS,
-                 debug: bool = False) -> ShapesImage:
+                 debug: bool = False,
+                 max_object_size: Optional[float] = None) -> ShapesImage:
     """Draw one image and its annotations.
 
     Args:
@@ -145,6 +146,8 @@ def render_image(rng: np.random.Generator,
             (0 with probability EMPTY_PROB); placements that fail the
             visibility or contrast checks are retried a few times, then
             skipped.
+        max_object_size: the longer side of the largest objects, px
+            (default: 80% of the image's shorter side).
         debug: also return the owner map, background, clean image and
             textures (see ShapesImage).
     """
@@ -162,7 +165,8 @@ def render_image(rng: np.random.Generator,
     for _ in range(num_objects):
         for _attempt in range(10):
             label = int(rng.integers(len(SHAPES_CLASSES)))
-            polys, holes, size = sample_outline(rng, label, height, width)
+            polys, holes, size = sample_outline(rng, label, height, width,
+                                                max_object_size)
             lo = np.min([p.min(0) for p in polys], 0)
             hi = np.max([p.max(0) for p in polys], 0)
             origin = np.floor(lo) - 1

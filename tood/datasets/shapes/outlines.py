@@ -7,7 +7,7 @@ random size, stretch, rotation and position. An ellipse stays an
 ``ellipse`` and a square a ``rectangle`` however it is stretched, so no
 two classes differ by a stretch alone.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -83,21 +83,26 @@ _SHAPES = ((_ellipse, 2.5), (_rectangle, 2.5), (_triangle, 2.0), (_star, 1.6),
 assert len(_SHAPES) == len(SHAPES_CLASSES)
 
 
-def _object_size(rng: np.random.Generator, img_side: int) -> float:
+def _object_size(rng: np.random.Generator, img_side: int,
+                 max_size: Optional[float] = None) -> float:
     """Longer side of an object, in px.
 
-    Log-uniform between MIN_SIZE and MAX_SIZE * side, tilted towards large
-    sizes (u ** 0.5) so that tiny objects are present but not the bulk.
+    Log-uniform between MIN_SIZE and ``max_size`` (default MAX_SIZE *
+    side), tilted towards large sizes (u ** 0.5) so that tiny objects are
+    present but not the bulk.
     """
-    high = MAX_SIZE * img_side
+    high = MAX_SIZE * img_side if max_size is None else max_size
     if high <= MIN_SIZE:
         return float(high)
     return float(MIN_SIZE * (high / MIN_SIZE)**(rng.random()**0.5))
 
 
-def sample_outline(rng: np.random.Generator, label: int, height: int,
-                   width: int) -> Tuple[Polygons, Polygons, float]:
-    """A random instance of class ``label``: size, stretch, turn, position.
+def sample_outline(
+        rng: np.random.Generator, label: int, height: int, width: int,
+        max_size: Optional[float] = None) -> Tuple[Polygons, Polygons, float]:
+    """A random instance of class ``label``: size (longer side at most
+    ``max_size`` px, default MAX_SIZE of the image), stretch, turn,
+    position.
 
     Returns:
         Outer and hole polygons in image coordinates (px), and the object's
@@ -105,7 +110,7 @@ def sample_outline(rng: np.random.Generator, label: int, height: int,
     """
     outline, max_aspect = _SHAPES[label]
     polys, holes = outline(rng)
-    size = _object_size(rng, min(height, width))
+    size = _object_size(rng, min(height, width), max_size)
     aspect = float(np.exp(rng.uniform(0, np.log(max_aspect))))
     # The shorter side stays at least MIN_SIZE so small shapes keep their
     # form.

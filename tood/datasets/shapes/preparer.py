@@ -12,7 +12,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import List
+from typing import List, Optional
 
 from mmengine.logging import print_log
 
@@ -42,8 +42,8 @@ class ShapesPreparer(BasePreparer):
 
     Args:
         data_root: where the set is drawn.
-        num_train, num_val, img_size, seed, max_objects: as
-            :func:`tood.datasets.shapes.generate_shapes`.
+        num_train, num_val, img_size, seed, max_objects,
+            max_object_size: as :func:`tood.datasets.shapes.generate_shapes`.
     """
 
     def __init__(self,
@@ -52,7 +52,8 @@ class ShapesPreparer(BasePreparer):
                  num_val: int = NUM_VAL,
                  img_size: int = IMG_SIZE,
                  seed: int = 0,
-                 max_objects: int = MAX_OBJECTS) -> None:
+                 max_objects: int = MAX_OBJECTS,
+                 max_object_size: Optional[int] = None) -> None:
         super().__init__(data_root)
         self.arguments = dict(
             num_train=num_train,
@@ -60,6 +61,8 @@ class ShapesPreparer(BasePreparer):
             img_size=img_size,
             seed=seed,
             max_objects=max_objects)
+        if max_object_size is not None:
+            self.arguments['max_object_size'] = max_object_size
 
     def outputs(self) -> List[str]:
         return [annotation_file(self.data_root, split) for split in SPLITS]

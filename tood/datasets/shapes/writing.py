@@ -9,7 +9,7 @@ import json
 import multiprocessing
 import os
 import os.path as osp
-from typing import Optional, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -35,12 +35,13 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_STREAMS[split], index])
 
 
-def _write_image(job: Tuple[str, str, int, int, int, int]) -> list:
+def _write_image(job: tuple) -> list:
     """Draw image ``index`` of ``split``, write its PNG and return its
     objects as (label, bbox, area) tuples; one task of the process pool."""
-    root, split, index, img_size, seed, max_objects = job
+    root, split, index, img_size, seed, max_objects, max_object_size = job
     sample = render_image(
-        image_rng(seed, split, index), img_size, img_size, max_objects)
+        image_rng(seed, split, index), img_size, img_size, max_objects,
+        max_object_size=max_object_size)
     # Compression level 1: lossless like any level, and fastest.
     cv2.imwrite(
         osp.join(root, split, f'{index:06d}.png'), sample.image,
@@ -56,7 +57,8 @@ def generate_shapes(root: str,
                     img_size: int = IMG_SIZE,
                     seed: int = 0,
                     max_objects: int = MAX_OBJECTS,
-                    processes: Optional[int] = None) -> None:
+                    processes: Optional[int] = None,
+                    max_object_size: Optional[int] = None) -> None:
     """Write the dataset under ``root``, drawing the images in
     ``processes`` worker processes (default: one per CPU core; 1 draws in
     this process). Every image has its own random stream, so the files do
@@ -71,6 +73,8 @@ def generate_shapes(root: str,
 
     The jsons are COCO detection files (ids start at 1, as COCOeval
     expects); their ``info`` records the generation arguments.
+    ``max_object_size`` caps the objects' longer side (px; default 80% of
+    ``img_size``): large canvases of small objects.
     """
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     categories = [
@@ -84,13 +88,15 @@ def generate_shapes(root: str,
         img_size=img_size,
         seed=seed,
         max_objects=max_objects)
+    if max_object_size is not None:
+        info['max_object_size'] = max_object_size
     processes = processes or os.cpu_count() or 1
     pool = multiprocessing.Pool(processes) if processes > 1 else None
     try:
         for split, num in (('train', num_train), ('val', num_val)):
             os.makedirs(osp.join(root, split), exist_ok=True)
-            jobs = [(root, split, index, img_size, seed, max_objects)
-                    for index in range(num)]
+            jobs = [(root, split, index, img_size, seed, max_objects,
+                     max_object_size) for index in range(num)]
             objects = (pool.imap(_write_image, jobs, chunksize=16)
                        if pool else map(_write_image, jobs))
             images, annotations = [], []
