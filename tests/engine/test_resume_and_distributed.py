@@ -106,9 +106,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(runs):
     single = load_weights(osp.join(dirs['single'], 'epoch_2.pth'))
     resumed = load_weights(osp.join(dirs['killed'], 'epoch_2.pth'))
     assert single.keys() == resumed.keys()
-    for key in single:
-        torch.testing.assert_close(
-            resumed[key], single[key], rtol=0, atol=1e-6, msg=key)
+    # The runs are deterministic: bit for bit.
+    different = [k for k in single if not torch.equal(resumed[k], single[k])]
+    assert not different, different[:5]
     # The weights moved in epoch 2, so equal weights are not trivial.
     after_epoch_1 = load_weights(epoch_1)
     assert not torch.equal(after_epoch_1['bbox_head.tood_cls.weight'],
@@ -118,8 +118,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(runs):
     losses_single = train_losses(dirs['single'])
     losses_resumed = train_losses(dirs['killed'])
     for it in range(5, 9):
-        assert losses_resumed[it] == pytest.approx(
-            losses_single[it], rel=1e-6), it
+        assert losses_resumed[it] == losses_single[it], it
     metrics_single = val_metrics(dirs['single'])
     metrics_resumed = val_metrics(dirs['killed'])
     assert len(metrics_single) == 2
