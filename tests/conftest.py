@@ -10,6 +10,13 @@ from mmengine.logging import MessageHub, MMLogger
 
 PROGRESS_KEYS = ('epoch', 'iter', 'max_epochs')
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), 'helpers'))
+from shared_data import check_markers  # noqa: E402
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared_data('bccd')``: the test needs that folder of
+    the real data (see ``tests/helpers/shared_data.py``)."""
+    check_markers(item)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from shared_data import shared_path
 
 from tood.analysis.assignability import (audit_image, level_sizes,
                                          resize_variants, summarise)
@@ -19,7 +20,7 @@ from tood.models.task_modules import ATSSAssigner
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOL = osp.join(REPO, 'tools', 'analysis', 'assignability.py')
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
+BCCD = shared_path('bccd')
 BCCD_CONFIG = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_ms-20e_bccd.py')
 TINY_CONFIG = osp.join(REPO, 'tests', 'helpers', 'tiny_shapes_config.py')
 STRIDES = (8, 16, 32, 64)
@@ -190,10 +191,7 @@ def test_tool_on_the_shapes_val_split(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent (only the '
-    "project's shared checkout has it)")
+@pytest.mark.shared_data('bccd')
 def test_tool_on_bccd_at_its_training_scales(tmp_path):
     log = run_tool(
         BCCD_CONFIG, '--num-images', '20', '--out-dir', str(tmp_path),

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
+from shared_data import shared_path
 
 import tood.datasets  # noqa: F401  (registers everything)
 from tood.datasets import VOCDataset
@@ -14,12 +15,7 @@ from tood.datasets.voc import voc_box
 from tood.errors import AnnotationError
 from tood.registry import DATASETS
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
-needs_bccd = pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent (only the '
-    "project's shared checkout has it)")
+BCCD = shared_path('bccd')
 CLASSES = ('cat', 'dog', 'bird')
 
 
@@ -269,7 +265,7 @@ def test_pipeline_loads_the_image_and_its_boxes(voc_root):
     assert sample['data_samples'].ignored_instances.labels.tolist() == [1]
 
 
-@needs_bccd
+@pytest.mark.shared_data('bccd')
 def test_bccd_photographs(log_records):
     classes = ('RBC', 'WBC', 'Platelets')
     dataset = VOCDataset(

@@ -11,10 +11,10 @@ import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
+from shared_data import require_shared_data
 
 from tood.deployment import Detections
 from tood.registry import MODELS
@@ -25,8 +25,6 @@ REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 R50_CONFIG = osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py')
 SHAPES_CONFIG = osp.join(REPO, 'configs', 'tood',
                          'tood_r18_fpn_11e_shapes.py')
-# Real photographs; the tests that read them skip when they are missing.
-COCO128 = osp.join(REPO, '..', 'shared', 'data', 'coco128', 'train2017')
 
 # A COCO-sized TOOD, smaller: ResNet-18 at 16 channels, FPN and head at
 # 32 channels with 2 interactive layers, the 80 classes and five levels
@@ -95,11 +93,11 @@ def write_checkpoint(model: torch.nn.Module, path: str) -> str:
 
 
 def coco_photos(num: int) -> List[str]:
-    """The first ``num`` coco128 photographs, or skip the test."""
-    paths = sorted(glob.glob(osp.join(COCO128, '*.jpg')))
-    if len(paths) < num:
-        pytest.skip(f'no coco128 photographs at {osp.normpath(COCO128)} '
-                    '(the shared data folder is not mounted)')
+    """The first ``num`` coco128 photographs of the real data (where it is
+    absent the test skips, see ``tests/helpers/shared_data.py``)."""
+    folder = require_shared_data('coco128', 'train2017')
+    paths = sorted(glob.glob(osp.join(folder, '*.jpg')))
+    assert len(paths) >= num, f'{folder} has {len(paths)} photographs'
     return paths[:num]
 
 

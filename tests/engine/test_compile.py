@@ -6,9 +6,11 @@ no code generation), which recompiles exactly when inductor would and
 takes seconds; one runs inductor with a C++ compiler that fails.
 """
 import copy
+import glob
 import importlib.util
 import logging
 import os.path as osp
+import pickle
 
 import pytest
 import torch
@@ -250,14 +252,38 @@ def test_train_and_test_tools_compile_the_network(tmp_path):
     with open(osp.join(args.work_dir, 'tood_r18_fpn_11e_shapes.py')) as f:
         assert "type='CompileHook'" in f.read()
 
-    out = str(tmp_path / 'preds.pkl')
-    load_tool('test').main([
-        MAIN_JOB,
-        osp.join(args.work_dir, 'epoch_1.pth'), '--compile', '--work-dir',
-        str(tmp_path / 'test'), '--out', out, '--cfg-options',
-        *as_arguments(options)
-    ])
-    assert osp.isfile(out)
+    # tools/test.py with --compile, and without it (nor the compile
+    # settings, which compile too): the same detections.
+    eager_options = tiny_options(root, epochs=1)
+    predictions, logs = {}, {}
+    for name, switch, run_options in (('compiled', ['--compile'], options),
+                                      ('eager', [], eager_options)):
+        out = str(tmp_path / f'{name}.pkl')
+        work_dir = str(tmp_path / f'test_{name}')
+        load_tool('test').main([
+            MAIN_JOB,
+            osp.join(args.work_dir, 'epoch_1.pth'), *switch, '--work-dir',
+            work_dir, '--out', out, '--cfg-options',
+            *as_arguments(run_options)
+        ])
+        with open(out, 'rb') as f:
+            predictions[name] = pickle.load(f)
+        [log] = glob.glob(osp.join(work_dir, '*', '*.log'))
+        with open(log) as f:
+            logs[name] = f.read()
+    assert "torch.compile(backend='eager') of the network" in logs['compiled']
+    assert 'torch.compile failed' not in logs['compiled']
+    assert 'torch.compile' not in logs['eager']
+    compiled, eager = predictions['compiled'], predictions['eager']
+    assert [p['img_id'] for p in compiled] == [p['img_id'] for p in eager]
+    # score_thr 0: every image has detections to compare.
+    assert all(len(p['pred_instances']['scores']) for p in eager)
+    # The 'eager' backend runs the captured graph's operations as they
+    # are, so the detections are equal bit for bit.
+    for a, b in zip(compiled, eager):
+        for key in ('bboxes', 'scores', 'labels'):
+            assert torch.equal(a['pred_instances'][key],
+                               b['pred_instances'][key]), key
 
 
 @pytest.mark.e2e

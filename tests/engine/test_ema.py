@@ -1,5 +1,6 @@
 """The EMA switch (``default_hooks.ema``) of the main job's EMA config, on
-a tiny shapes set: what validation, checkpoints, tools/test.py and
+a tiny shapes set: that the average follows the configured formula at
+every iteration, what validation, checkpoints, tools/test.py and
 init_detector use, what --resume restores, and the switch turned off.
 
 Four short runs of the main job's model on 16 images of 64x64 (4
@@ -49,13 +50,70 @@ class ValWeightsRecorder(Hook):
         })
 
 
+# The averaging the config asks for (MomentumAnnealingEMA, momentum
+# 0.004, gamma 1, every iteration, buffers too).
+EMA = dict(load_config(CONFIG).default_hooks.ema)
+
+
+def expected_average(previous: dict, raw: dict, step: int) -> dict:
+    """The average after update ``step`` (0-based) of mmengine's
+    MomentumAnnealingEMA as the config sets it: update 0 copies the raw
+    weights; update s moves every floating-point entry (the parameters
+    and, with update_buffers, the buffers) towards the raw one by
+    m = max(momentum, gamma / (gamma + s)): (1 - m) * average + m * raw,
+    evaluated as torch.lerp does so that equality can be exact. Integer
+    buffers keep their first value."""
+    if step == 0:
+        return raw
+    momentum = max(EMA['momentum'], EMA['gamma'] / (EMA['gamma'] + step))
+    return {
+        key: (value.lerp(raw[key], momentum)
+              if value.is_floating_point() else value)
+        for key, value in previous.items()
+    }
+
+
+def copy_state(module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@HOOKS.register_module()
+class AveragingChecker(Hook):
+    """After every training iteration (after the EMA hook, priority
+    NORMAL, has updated its copy), compares the averaged weights with
+    :func:`expected_average` of the previous average and the model's raw
+    weights; keeps (iteration, the keys that differ)."""
+
+    priority = 'LOW'
+    checked = []
+
+    def before_train(self, runner) -> None:
+        averaged = averaged_model(runner)
+        self.previous = None if averaged is None else copy_state(averaged)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        averaged = averaged_model(runner)
+        if averaged is None:
+            return
+        expected = expected_average(self.previous,
+                                    runner.model.state_dict(), runner.iter)
+        now = averaged.state_dict()
+        type(self).checked.append((runner.iter, [
+            k for k in now if not torch.equal(now[k], expected[k])
+        ]))
+        self.previous = copy_state(averaged)
+
+
 def train(root: str, work_dir: str, **options):
     """Run the EMA config through run_tool; returns the runner, the
-    weights seen by each validation and the path of the predictions the
-    last validation dumped."""
+    weights seen by each validation, the path of the predictions the
+    last validation dumped and the averaging checks of each iteration
+    (:class:`AveragingChecker`)."""
     options = {
         **tiny_options(root), 'custom_hooks': [
-            dict(type='ValWeightsRecorder')
+            dict(type='ValWeightsRecorder'),
+            dict(type='AveragingChecker')
         ], **options
     }
     cfg = load_config(CONFIG, options, work_dir=work_dir)
@@ -65,8 +123,10 @@ def train(root: str, work_dir: str, **options):
         dict(type='DumpResults', out_file_path=dump)
     ]
     ValWeightsRecorder.seen = []
+    AveragingChecker.checked = []
     runner = run_tool(cfg, 'train', train_and_keep)
-    return runner, list(ValWeightsRecorder.seen), dump
+    return runner, list(ValWeightsRecorder.seen), dump, list(
+        AveragingChecker.checked)
 
 
 def train_and_keep(runner: Runner) -> Runner:
@@ -116,7 +176,7 @@ def checkpoint(runs, name: str, epoch: int = 2) -> dict:
 
 
 def test_validation_and_checkpoints_use_the_averaged_weights(runs):
-    runner, seen, _ = runs['ema']
+    runner, seen, _, _ = runs['ema']
     for epoch in (1, 2):
         ckpt = checkpoint(runs, 'ema', epoch)
         # state_dict: the averaged weights, which validation saw; the raw
@@ -134,7 +194,7 @@ def test_validation_and_checkpoints_use_the_averaged_weights(runs):
 
 def test_test_tool_and_init_detector_use_the_averaged_weights(
         runs, tmp_path):
-    runner, _, val_dump = runs['ema']
+    runner, _, val_dump, _ = runs['ema']
     ckpt_path = osp.join(runner.work_dir, 'epoch_2.pth')
     spec = importlib.util.spec_from_file_location(
         'tood_tools_test', osp.join(REPO, 'tools', 'test.py'))
@@ -163,6 +223,44 @@ def test_test_tool_and_init_detector_use_the_averaged_weights(
 
     model = init_detector(CONFIG, ckpt_path, device='cpu')
     assert_same(model.state_dict(), checkpoint(runs, 'ema')['state_dict'])
+
+
+@pytest.mark.parametrize('name, iterations', [('ema', range(8)),
+                                              ('resumed', range(4, 8))])
+def test_the_average_follows_the_configured_formula(runs, name,
+                                                    iterations):
+    # Every iteration, from the first (which copies the raw weights) and
+    # after --resume, exactly.
+    checked = runs[name][3]
+    assert [it for it, _ in checked] == list(iterations)
+    assert all(not keys for _, keys in checked), checked
+
+
+def test_the_momentum_floor_after_the_annealing():
+    """The configured hook on a small model: after gamma / (gamma + s)
+    falls below momentum (s > 249), every update moves by momentum."""
+    from types import SimpleNamespace
+    hook = HOOKS.build(load_config(CONFIG).default_hooks.ema)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4),
+                                torch.nn.BatchNorm1d(4))
+    runner = SimpleNamespace(model=model, iter=0, epoch=0)
+    hook.before_run(runner)
+    generator = torch.Generator().manual_seed(0)
+    previous = copy_state(hook.ema_model.module)
+    for step in range(260):
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                if value.is_floating_point():
+                    value.add_(torch.randn(value.shape,
+                                           generator=generator))
+            model.state_dict()['1.num_batches_tracked'].add_(1)
+        runner.iter = step
+        hook.after_train_iter(runner, step)
+        now = hook.ema_model.module.state_dict()
+        expected = expected_average(previous, model.state_dict(), step)
+        assert all(torch.equal(now[k], expected[k]) for k in now), step
+        previous = copy_state(hook.ema_model.module)
+    assert EMA['gamma'] / (EMA['gamma'] + 259) < EMA['momentum']
 
 
 def test_resume_restores_raw_and_averaged_weights(runs):

@@ -3,8 +3,8 @@ it: a config whose custom_hooks list is replaced, --resume, two processes
 and an iteration-based loop.
 
 The tiny config trains 4 iterations per epoch (8 images, batch 2); the
-test-only ``PhaseRecorderHook`` writes, per process, whether each
-iteration assigned with the ATSS warm-up.
+test-only ``PhaseRecorderHook`` writes, per process, which assigner's
+``assign`` each iteration ran (ATSS for the warm-up, or TAL).
 """
 import json
 import os.path as osp
@@ -49,8 +49,13 @@ def train(shapes, cfg, work_dir, *options, nproc=1, resume=None):
 
 
 def phases(work_dir, rank=0):
+    """iteration -> whether the ATSS warm-up assigner ran (True) or the
+    TAL one (False); each iteration must have run exactly one."""
     with open(osp.join(work_dir, f'phases_rank{rank}.json')) as f:
-        return {it: warmup for it, warmup in json.load(f)}
+        calls = json.load(f)
+    iterations = [it for it, _ in calls]
+    assert len(iterations) == len(set(iterations)), calls
+    return {it: assigner == 'ATSS' for it, assigner in calls}
 
 
 def test_switches_at_initial_epoch_without_any_hook_listed(shapes, tmp_path):

@@ -223,6 +223,56 @@ def test_without_ann_file_uses_instances_from_samples():
         CocoMetric().process({}, [prediction(1)])
 
 
+def confident_on_ignored(img_id):
+    """The image's ground truth as predictions, plus the most confident
+    detection of all on each of its ignored (crowd) boxes."""
+    sample = prediction(img_id)
+    pred = sample['pred_instances']
+    for name, (x, y, w, h), crowd in GT[img_id]:
+        if crowd:
+            pred['bboxes'] = torch.cat(
+                [torch.tensor([[x, y, x + w, y + h]], dtype=torch.float32),
+                 pred['bboxes']])
+            pred['scores'] = torch.cat([torch.tensor([0.99]), pred['scores']])
+            pred['labels'] = torch.cat(
+                [torch.tensor([CLASSES.index(name)]), pred['labels']])
+    return sample
+
+
+@pytest.mark.parametrize('packed', ['instances', 'gt_instances'])
+def test_without_ann_file_a_detection_on_an_ignored_box_is_no_error(packed):
+    """Ignored boxes (COCO crowd, VOC difficult) become crowd regions: the
+    top-scored detection sits on one and must not count as a false
+    positive (dropping the box would make it one), nor is the box a miss.
+    Both ways the samples carry them: the record's ``instances`` with
+    ``ignore_flag``, or ``ignored_instances`` beside ``gt_instances`` (as
+    PackDetInputs packs VOC's difficult objects)."""
+    samples = []
+    for img_id in GT:
+        sample = confident_on_ignored(img_id)
+        boxes = {0: [], 1: []}
+        labels = {0: [], 1: []}
+        for name, (x, y, w, h), crowd in GT[img_id]:
+            boxes[crowd].append([x, y, x + w, y + h])
+            labels[crowd].append(CLASSES.index(name))
+        if packed == 'instances':
+            sample['instances'] = [
+                dict(bbox=box, bbox_label=label, ignore_flag=crowd)
+                for crowd in (0, 1)
+                for box, label in zip(boxes[crowd], labels[crowd])
+            ]
+        else:
+            sample['gt_instances'], sample['ignored_instances'] = (
+                dict(bboxes=torch.tensor(boxes[crowd]).reshape(-1, 4),
+                     labels=torch.tensor(labels[crowd], dtype=torch.int64))
+                for crowd in (0, 1))
+        samples.append(sample)
+    # 7 detections on the kept boxes, 1 on the crowd box.
+    assert sum(len(s['pred_instances']['scores']) for s in samples) == 8
+    metrics = evaluate(CocoMetric(), samples)
+    assert metrics['coco/bbox_mAP'] == 1.0, metrics
+
+
 def test_only_bbox_metric():
     with pytest.raises(ValueError, match='bbox'):
         CocoMetric(metric='segm')

@@ -7,20 +7,11 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from shared_data import SHARED_DATA as DATA
 
 import tood.datasets  # noqa: F401  (registers everything)
 from tood.datasets import COCO_CLASSES, CocoDataset, VOCDataset
 from tood.evaluation import CocoMetric
-
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DATA = osp.join(REPO, '..', 'shared', 'data')
-
-
-def needs(folder):
-    return pytest.mark.skipif(
-        not osp.isdir(osp.join(DATA, folder)),
-        reason=f'the real-data folder ../shared/data/{folder} is absent '
-        "(only the project's shared checkout has it)")
 
 
 def run_metric(metric, samples, classes):
@@ -29,7 +20,7 @@ def run_metric(metric, samples, classes):
     return metric.evaluate(len(samples))
 
 
-@needs('cocoapi_demo')
+@pytest.mark.shared_data('cocoapi_demo')
 def test_cocoapi_demo_gives_the_published_figures():
     # pycocotools' pycocoDemo: bbox results of 100 val2014 images, AP
     # 0.505 and AP50 0.697 (the README of ../shared/data has the digits).
@@ -68,7 +59,7 @@ def test_cocoapi_demo_gives_the_published_figures():
     assert stats[1] == pytest.approx(0.6969727247299577, abs=1e-12)
 
 
-@needs('coco128')
+@pytest.mark.shared_data('coco128')
 def test_coco128_through_the_dataset_and_its_ground_truth_as_detections():
     root = osp.join(DATA, 'coco128')
     ann_file = osp.join(root, 'annotations', 'instances_train2017.json')
@@ -103,7 +94,7 @@ def test_coco128_through_the_dataset_and_its_ground_truth_as_detections():
     assert metrics['coco/bbox_mAP_50'] == 1.0
 
 
-@needs('bccd')
+@pytest.mark.shared_data('bccd')
 def test_voc_data_with_the_coco_metric_and_no_json():
     # ann_file=None: the ground truth comes from the data samples'
     # gt_instances and ignored_instances (original frame).

@@ -1,19 +1,18 @@
 """VOCMetric on precision-recall curves worked out by hand, on perfect
 detections of the real BCCD test split, and gathered from two processes."""
-import os.path as osp
 import socket
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from shared_data import shared_path
 
 import tood.evaluation  # noqa: F401  (registers the metrics)
 from tood.evaluation import VOCMetric
 from tood.evaluation.voc_metric import average_precision, legacy_iou
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
+BCCD = shared_path('bccd')
 
 # Ground truth of class 'a' (label 0), xyxy in VOCDataset's frame.
 G1, G2, G3 = [0, 0, 9, 9], [20, 20, 39, 39], [50, 50, 69, 59]
@@ -170,9 +169,7 @@ def test_arguments_are_checked():
                  classes=('a', ))
 
 
-@pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent')
+@pytest.mark.shared_data('bccd')
 def test_perfect_detections_on_bccd_test_split():
     from tood.datasets import VOCDataset
     dataset = VOCDataset(

@@ -1,6 +1,11 @@
-"""A test-only hook that records which assignment each training step used:
-for every iteration, whether the criterion was in the ATSS warm-up, into
-``work_dir/phases_rank{rank}.json`` after training."""
+"""A test-only hook that records which assigner each training step ran:
+for every call of the criterion's ATSS warm-up assigner or of its TAL
+assigner, the iteration and 'ATSS' or 'TAL', into
+``work_dir/phases_rank{rank}.json`` after training.
+
+It wraps the assigners' ``assign`` methods, not the criterion's
+``warming_up()`` decision, so a criterion that decides right and then
+assigns with the other assigner is caught."""
 import json
 import os.path as osp
 
@@ -18,17 +23,20 @@ class PhaseRecorderHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         criterion = model.bbox_head.criterion
-        decide = criterion.warming_up
-        self.phases = []
+        self.calls = []
+        for assigner, name in ((criterion.initial_assigner, 'ATSS'),
+                               (criterion.assigner, 'TAL')):
+            assigner.assign = self.recording(runner, assigner.assign, name)
 
-        def recorded() -> bool:
-            warmup = decide()
-            self.phases.append([runner.iter, warmup])
-            return warmup
+    def recording(self, runner, assign, name):
 
-        criterion.warming_up = recorded
+        def recorded(*args, **kwargs):
+            self.calls.append([runner.iter, name])
+            return assign(*args, **kwargs)
+
+        return recorded
 
     def after_train(self, runner) -> None:
         path = osp.join(runner.work_dir, f'phases_rank{get_rank()}.json')
         with open(path, 'w') as f:
-            json.dump(self.phases, f)
+            json.dump(self.calls, f)

@@ -9,6 +9,7 @@ from collections import defaultdict
 import cv2
 import numpy as np
 import pytest
+from shared_data import shared_path
 from tool_helpers import REPO
 
 import tood.datasets  # noqa: F401  (registers everything)
@@ -17,16 +18,8 @@ from tood.datasets.converters import (read_yolo_names, voc_to_coco,
                                       yolo_to_coco)
 from tood.errors import AnnotationError
 
-DATA = osp.join(REPO, '..', 'shared', 'data')
-BCCD = osp.join(DATA, 'bccd')
-COCO128 = osp.join(DATA, 'coco128')
-
-
-def needs(path):
-    return pytest.mark.skipif(
-        not osp.isdir(path),
-        reason=f'the real-data folder {osp.relpath(path, REPO)} is absent '
-        "(only the project's shared checkout has it)")
+BCCD = shared_path('bccd')
+COCO128 = shared_path('coco128')
 
 
 def tool_main(name):
@@ -45,7 +38,7 @@ def boxes_by_image(dataset):
     return out
 
 
-@needs(BCCD)
+@pytest.mark.shared_data('bccd')
 def test_bccd_voc_to_coco_gives_the_same_boxes(tmp_path, capsys, log_records):
     out = tmp_path / 'trainval.json'
     tool_main('voc2coco.py')([
@@ -135,7 +128,7 @@ def export_yolo(coco_json, labels_dir):
     return [c['name'] for c in categories], data
 
 
-@needs(COCO128)
+@pytest.mark.shared_data('coco128')
 def test_coco128_yolo_export_round_trips_within_rounding(tmp_path, capsys):
     labels = tmp_path / 'labels' / 'train2017'
     names, original = export_yolo(

@@ -10,6 +10,7 @@ import tarfile
 import zipfile
 
 import pytest
+from shared_data import shared_path
 from tool_helpers import REPO
 
 import tood.datasets  # noqa: F401  (registers everything)
@@ -17,7 +18,7 @@ from tood.datasets import VOCDataset, download
 from tood.datasets.download import (Archive, DatasetSpec, DownloadError,
                                     install, tree_digest)
 
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
+BCCD = shared_path('bccd')
 
 
 @pytest.fixture
@@ -133,9 +134,7 @@ def test_archives_leading_outside_are_refused(tmp_path):
     assert not (tmp_path / 'outside.txt').exists()
 
 
-@pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent')
+@pytest.mark.shared_data('bccd')
 def test_bccd_from_a_local_archive_through_the_tool(tmp_path, served):
     # GitHub's archive of the repository: one top folder
     # BCCD_Dataset-master/ holding BCCD/{Annotations,ImageSets,JPEGImages}.

@@ -10,6 +10,7 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
+from shared_data import shared_path
 from tool_helpers import REPO, assert_ok, python_tool, run_tool
 
 from tood.deployment.score_thresholds import read_score_thresholds
@@ -19,7 +20,7 @@ from robust_helpers import CONFIG, make_shapes, train_args
 
 pytestmark = pytest.mark.e2e
 TOOL = osp.join('analysis', 'operating_point.py')
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
+BCCD = shared_path('bccd')
 BCCD_CONFIG = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_ms-20e_bccd.py')
 
 
@@ -111,10 +112,7 @@ def test_written_thresholds_drive_infer_auto(trained, tmp_path):
                 assert score >= round(stored['score_thr'][label], 4) - 1e-4
 
 
-@pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent (only the '
-    "project's shared checkout has it)")
+@pytest.mark.shared_data('bccd')
 def test_on_bccd_without_an_annotation_json(tmp_path):
     """VOC data: the ground truth comes from the data samples, through
     CocoMetric's conversion. An untrained tiny model is enough to run

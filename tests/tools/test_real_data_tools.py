@@ -9,16 +9,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from shared_data import shared_path
 from tool_helpers import REPO, assert_ok, python_tool
 
-BCCD = osp.join(REPO, '..', 'shared', 'data', 'bccd')
+BCCD = shared_path('bccd')
 BCCD_CONFIG = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_ms-20e_bccd.py')
 MAIN_JOB = osp.join(REPO, 'configs', 'tood', 'tood_r18_fpn_11e_shapes.py')
 pytestmark = pytest.mark.e2e
-needs_bccd = pytest.mark.skipif(
-    not osp.isdir(BCCD),
-    reason='the real-data folder ../shared/data/bccd is absent (only the '
-    "project's shared checkout has it)")
 
 # The main job's half-width ResNet-18 at a quarter of that again.
 TINY_MODEL = {
@@ -52,7 +49,7 @@ def logged_losses(log):
                                          log)]
 
 
-@needs_bccd
+@pytest.mark.shared_data('bccd')
 def test_a_short_training_on_bccd_lowers_the_loss(tmp_path):
     log = assert_ok(
         python_tool(
@@ -77,7 +74,7 @@ def test_a_short_training_on_bccd_lowers_the_loss(tmp_path):
     assert len(list(report.glob('pred_BloodImage_*.png'))) == 8
 
 
-@needs_bccd
+@pytest.mark.shared_data('bccd')
 def test_infer_draws_boxes_on_a_real_photograph(tmp_path):
     from mmengine.registry import DefaultScope
 
@@ -139,7 +136,7 @@ def test_the_main_job_draws_its_data_first_from_an_empty_folder(tmp_path):
     assert 'coco/bbox_mAP' in log
 
 
-@needs_bccd
+@pytest.mark.shared_data('bccd')
 def test_the_bccd_mosaic_recipe_trains_and_switches(tmp_path):
     # configs/tood/tood_r18_fpn_mosaic-ms-20e_bccd.py for 2 epochs of 4
     # iterations, the mosaic off from the second, at the recipe's image

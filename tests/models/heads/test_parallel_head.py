@@ -1,6 +1,7 @@
 import pytest
 import torch
-from test_tood_head import STRIDES, TEST_CFG, TRAIN_CFG, feats, samples
+from test_tood_head import (STRIDES, TEST_CFG, TRAIN_CFG, feats,
+                            record_assigners, samples)
 
 from tood.registry import MODELS
 
@@ -86,8 +87,11 @@ def test_zero_regression_decodes_like_the_t_head():
 @pytest.mark.parametrize('epoch', [0, 4])
 def test_warmup_then_tal_losses_and_gradients(epoch, set_epoch):
     head = make_head()
+    ran = record_assigners(head.criterion)
     set_epoch(epoch)
     losses = head.loss(feats(), samples((3, 1)))
+    # initial_epoch=4: ATSS in epoch 0, TAL in epoch 4.
+    assert ran == ['ATSS' if epoch < 4 else 'TAL']
     assert set(losses) == {'loss_cls', 'loss_bbox'}
     assert losses['loss_cls'].item() > 0 and losses['loss_bbox'].item() > 0
     sum(losses.values()).backward()

@@ -146,13 +146,36 @@ def test_gradients_reach_every_parameter(set_epoch):
             assert torch.isfinite(p.grad).all(), n
 
 
+def record_assigners(criterion):
+    """The list to which each call of the criterion's ATSS warm-up
+    assigner appends 'ATSS', and each call of its TAL assigner 'TAL'."""
+    ran = []
+
+    def recording(assign, label):
+
+        def recorded(*args, **kwargs):
+            ran.append(label)
+            return assign(*args, **kwargs)
+
+        return recorded
+
+    criterion.initial_assigner.assign = recording(
+        criterion.initial_assigner.assign, 'ATSS')
+    criterion.assigner.assign = recording(criterion.assigner.assign, 'TAL')
+    return ran
+
+
 def test_warmup_switches_to_tal(set_epoch):
     head = make_head()
-    set_epoch(0)
-    warm = head.loss(feats(), samples((3, 2)))
-    set_epoch(4)
-    tal = head.loss(feats(), samples((3, 2)))
-    assert warm['loss_cls'].item() != pytest.approx(tal['loss_cls'].item())
+    ran = record_assigners(head.criterion)
+    losses = {}
+    # initial_epoch=4: epochs 0-3 warm up with ATSS, TAL from epoch 4.
+    for epoch in (0, 3, 4, 5):
+        set_epoch(epoch)
+        losses[epoch] = head.loss(feats(), samples((3, 2)))
+    assert ran == ['ATSS', 'ATSS', 'TAL', 'TAL']
+    assert losses[0]['loss_cls'].item() != pytest.approx(
+        losses[4]['loss_cls'].item())
 
 
 def test_aligned_score_extreme_logits():

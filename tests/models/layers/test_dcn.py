@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmengine.registry import DefaultScope
+from torchvision.ops import deform_conv2d
 
 from tood.models.layers import ModulatedDeformConv2d, build_conv
 from tood.registry import MODELS
@@ -126,6 +127,50 @@ def test_autocast_and_half_inputs():
     # Only the offset conv ran in bf16; the sampling itself stayed float32.
     assert torch.allclose(out, ref, atol=0.1)
     assert torch.allclose(out_bf16.float(), ref, atol=0.1)
+
+
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('low', [torch.bfloat16, torch.float16],
+                         ids=['bfloat16', 'float16'])
+def test_under_autocast_the_sampling_gets_float32(monkeypatch, device, low):
+    """The sampling op itself gets float32 tensors holding exactly the
+    layer's input, weights and bias and the offsets and masks of the
+    offset conv, and its float32 output comes back unrounded (closeness
+    of outputs alone lets a rounding of the input through)."""
+    import tood.models.layers.dcn as dcn_module
+    received = []
+
+    def recording(*args, **kwargs):
+        received.append((args, kwargs))
+        return deform_conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(dcn_module, 'deform_conv2d', recording)
+    torch.manual_seed(5)
+    dcn = ModulatedDeformConv2d(4, 4, 3, padding=1).to(device)
+    with torch.no_grad():
+        dcn.conv_offset.weight.normal_(0, 0.05)
+    x = torch.randn(1, 4, 8, 8, device=device)
+    # Values that the low precision cannot hold.
+    assert not torch.equal(x, x.to(low).float())
+    with torch.autocast(device, dtype=low):
+        out = dcn(x)
+        offset_out = dcn.conv_offset(x)
+    (inputs, offset, weight, bias), kwargs = received[0]
+    tensors = [inputs, offset, weight, bias, kwargs['mask']]
+    assert [t.dtype for t in tensors] == [torch.float32] * 5
+    assert torch.equal(inputs, x)
+    assert torch.equal(weight, dcn.weight) and torch.equal(bias, dcn.bias)
+    # The offset conv alone ran in the low precision, as autocast asks;
+    # its outputs reach the op as they are.
+    assert offset_out.dtype == low
+    o1, o2, logits = offset_out.chunk(3, dim=1)
+    assert torch.equal(offset, torch.cat((o1, o2), dim=1).float())
+    assert torch.equal(kwargs['mask'], torch.sigmoid(logits).float())
+    assert out.dtype == torch.float32
+    assert torch.equal(out, deform_conv2d(*received[0][0], **kwargs))
 
 
 def test_parameter_names_match_mmcv_pack():
