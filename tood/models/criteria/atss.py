@@ -10,13 +10,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from tood.errors import ConfigError, build_at
-from tood.registry import MODELS, TASK_UTILS
+from tood.registry import MODELS
 from tood.structures import DetDataSample, centerness
 
 from ..losses import global_normaliser
 from ..task_modules import levels_to_priors
-from .targets import assign_targets, batch_priors, boxes_in_pixels
+from .targets import (assign_targets, batch_priors, boxes_in_pixels,
+                      build_assigner, check_trains)
 
 
 class ATSSCriterion(nn.Module):
@@ -46,9 +46,7 @@ class ATSSCriterion(nn.Module):
         super().__init__()
         self.num_classes, self.strides = num_classes, tuple(strides)
         self.anchor_scale = anchor_scale
-        self.assigner = build_at(TASK_UTILS, train_cfg['assigner'],
-                                 'model.train_cfg.assigner') \
-            if train_cfg else None
+        self.assigner = build_assigner(train_cfg)
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_centerness = MODELS.build(loss_centerness)
@@ -69,9 +67,7 @@ class ATSSCriterion(nn.Module):
         """``loss_cls``, ``loss_bbox`` and ``loss_centerness`` from per
         level (B, K, H, W) logits, (B, 4, H, W) boxes in stride units and
         (B, 1, H, W) centerness logits."""
-        if self.assigner is None:
-            raise ConfigError('the model was built without model.train_cfg:'
-                              ' it cannot compute losses')
+        check_trains(self.assigner)
         priors = batch_priors(cls_scores, self.strides, self.anchor_scale,
                               data_samples)
         t = assign_targets(self.assigner, priors, data_samples,

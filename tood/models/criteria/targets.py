@@ -8,6 +8,8 @@ from typing import List, NamedTuple, Optional, Sequence
 
 from torch import Tensor
 
+from tood.errors import ConfigError, build_at
+from tood.registry import TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT
 
 from ..task_modules import AssignResult, Priors, levels_to_priors, make_priors
@@ -50,3 +52,19 @@ def assign_targets(assigner, priors: Priors,
     assign = assigner.assign(priors, gt, pred_scores, pred_boxes)
     labels, boxes = assign.targets(gt, num_classes)
     return Targets(assign, labels, boxes, assign.fg_mask, priors.valid)
+
+
+def build_assigner(train_cfg: Optional[dict], key: str = 'assigner'):
+    """The assigner ``train_cfg[key]`` describes (a bad value named by its
+    key); None without a ``train_cfg``, a model that only infers."""
+    if not train_cfg:
+        return None
+    return build_at(TASK_UTILS, train_cfg[key], f'model.train_cfg.{key}')
+
+
+def check_trains(assigner) -> None:
+    """Raise ``ConfigError`` for a criterion built without a
+    ``train_cfg`` when it is asked for losses."""
+    if assigner is None:
+        raise ConfigError('the model was built without model.train_cfg: it '
+                          'cannot compute losses')

@@ -17,13 +17,14 @@ from mmengine.dist import all_reduce
 from mmengine.logging import MessageHub, print_log
 from torch import Tensor, nn
 
-from tood.errors import ConfigError, build_at, check_value
+from tood.errors import build_at, check_value
 from tood.registry import MODELS, TASK_UTILS
 from tood.structures import DetDataSample, centerness
 
 from ..losses import global_normaliser
 from ..task_modules import levels_to_priors
-from .targets import Targets, assign_targets, batch_priors, boxes_in_pixels
+from .targets import (Targets, assign_targets, batch_priors,
+                      boxes_in_pixels, check_trains)
 
 
 class TaskAlignedCriterion(nn.Module):
@@ -184,9 +185,7 @@ class TaskAlignedCriterion(nn.Module):
                 data_samples: List[DetDataSample]) -> Dict[str, Tensor]:
         """``loss_cls`` and ``loss_bbox`` from the per-level outputs: (B, K,
         H, W) probabilities and (B, 4, H, W) boxes in stride units."""
-        if not self.trains:
-            raise ConfigError('the model was built without model.train_cfg:'
-                              ' it cannot compute losses')
+        check_trains(self.assigner if self.trains else None)
         priors = batch_priors(cls_scores, self.strides, self.anchor_scale,
                               data_samples)
         scores = levels_to_priors(cls_scores)  # (B, N, K)

@@ -22,11 +22,13 @@ class DenseHead(BaseModule):
 
     A subclass holds its layers, defines ``forward_single(x, scale)``, its
     outputs on one level given that level's ``Scale`` (``self.scales``,
-    one per stride), and builds its training method as ``self.criterion``
-    (``tood.models.criteria``). ``forward`` runs ``forward_single`` on every
-    level; the losses are ``criterion(*outputs, data_samples)`` and the
-    detections the post-processing of ``criterion.predictions(*outputs)``,
-    for every head alike.
+    one per stride), builds its training method as ``self.criterion``
+    (``tood.models.criteria``) and names in ``classifier_name`` its layer
+    of one output channel per class (fine-tuning with other classes maps
+    its rows, ``tood.engine.hooks.LoadFromHook``). ``forward`` runs
+    ``forward_single`` on every level; the losses are ``criterion(*outputs,
+    data_samples)`` and the detections the post-processing of
+    ``criterion.predictions(*outputs)``, for every head alike.
 
     Args:
         num_classes, in_channels, feat_channels, stacked_convs, anchor_type,

@@ -66,8 +66,6 @@ class GFLHead(DenseHead):
         test_cfg: the post-processing's, see ``TestCfg``.
     """
 
-    # The layer of one output channel per class: fine-tuning with other
-    # classes maps its rows (tood.engine.hooks.LoadFromHook).
     classifier_name = 'gfl_cls'
 
     def __init__(self,

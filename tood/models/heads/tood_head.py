@@ -152,8 +152,6 @@ class TOODHead(DenseHead):
         test_cfg: the post-processing's, see ``TestCfg``.
     """
 
-    # The layer of one output channel per class: fine-tuning with other
-    # classes maps its rows (tood.engine.hooks.LoadFromHook).
     classifier_name = 'tood_cls'
 
     def __init__(
