@@ -20,7 +20,7 @@ from tood.datasets.preparers import DATA_PREPARERS, BasePreparer
 from tood.datasets.shapes.drawing import MAX_OBJECTS
 from tood.datasets.shapes.writing import (IMG_SIZE, NUM_TRAIN, NUM_VAL,
                                           SPLITS, annotation_file,
-                                          generate_shapes)
+                                          drawing_arguments, generate_shapes)
 
 
 @DATA_PREPARERS.register_module()
@@ -55,14 +55,8 @@ class ShapesPreparer(BasePreparer):
                  max_objects: int = MAX_OBJECTS,
                  max_object_size: Optional[int] = None) -> None:
         super().__init__(data_root)
-        self.arguments = dict(
-            num_train=num_train,
-            num_val=num_val,
-            img_size=img_size,
-            seed=seed,
-            max_objects=max_objects)
-        if max_object_size is not None:
-            self.arguments['max_object_size'] = max_object_size
+        self.arguments = drawing_arguments(num_train, num_val, img_size, seed,
+                                           max_objects, max_object_size)
 
     def outputs(self) -> List[str]:
         return [annotation_file(self.data_root, split) for split in SPLITS]

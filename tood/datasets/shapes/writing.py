@@ -25,6 +25,18 @@ _SPLIT_STREAMS = {'train': 0, 'val': 1}
 SPLITS = tuple(_SPLIT_STREAMS)
 
 
+def drawing_arguments(num_train: int, num_val: int, img_size: int,
+                      seed: int, max_objects: int,
+                      max_object_size: Optional[int]) -> dict:
+    """The arguments that decide the set, as its jsons' ``info`` records
+    them (``max_object_size`` only when it is set)."""
+    arguments = dict(num_train=num_train, num_val=num_val,
+                     img_size=img_size, seed=seed, max_objects=max_objects)
+    if max_object_size is not None:
+        arguments['max_object_size'] = max_object_size
+    return arguments
+
+
 def annotation_file(root: str, split: str) -> str:
     """The COCO json of ``split`` in the set at ``root``."""
     return osp.join(root, 'annotations', f'instances_{split}.json')
@@ -81,15 +93,9 @@ def generate_shapes(root: str,
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(SHAPES_CLASSES)
     ]
-    info = dict(
-        description='tood procedural shapes',
-        num_train=num_train,
-        num_val=num_val,
-        img_size=img_size,
-        seed=seed,
-        max_objects=max_objects)
-    if max_object_size is not None:
-        info['max_object_size'] = max_object_size
+    info = dict(description='tood procedural shapes',
+                **drawing_arguments(num_train, num_val, img_size, seed,
+                                    max_objects, max_object_size))
     processes = processes or os.cpu_count() or 1
     pool = multiprocessing.Pool(processes) if processes > 1 else None
     try:
