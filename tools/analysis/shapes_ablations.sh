@@ -9,9 +9,7 @@
 # schedule shortened to EPOCHS and one change from configs/tood/ablations/.
 # Like the paper's ablations, every run starts from the anchor-free T-Head
 # (the main job itself is anchor-based, which learns faster from scratch):
-# the anchor-based row is then the one run that differs in this. The heads
-# keep the 64 channels the main job had when docs/ablations.md was made
-# (it now trains a 48-channel head, for speed).
+# the anchor-based row is then the one run that differs in this.
 # JOBS=2 runs two trainings at a time with one thread each, which gets
 # about 1.2x more work out of a 2-core machine than one run on two threads.
 # A run whose work dir already holds a result is skipped, so an interrupted
@@ -25,7 +23,7 @@ MAIN=configs/tood/tood_r18_fpn_11e_shapes.py
 PARALLEL=configs/tood/ablations/tood_r18_fpn_parallel-head_11e_shapes.py
 SHORT="train_cfg.max_epochs=$EPOCHS train_cfg.val_interval=$EPOCHS \
 param_scheduler.1.end=$EPOCHS default_hooks.checkpoint.interval=$EPOCHS \
-model.bbox_head.anchor_type=anchor_free model.bbox_head.feat_channels=64"
+model.bbox_head.anchor_type=anchor_free"
 
 # name | config | the one change, as --cfg-options
 RUNS="
