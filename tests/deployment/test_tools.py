@@ -1,4 +1,5 @@
 """The deployment tools and tools/infer.py's ONNX path, run in-process."""
+import importlib.util
 import json
 import os.path as osp
 import runpy
@@ -103,15 +104,41 @@ def test_export_refuses_dcn_below_opset_19(tiny, capsys):
     assert not osp.exists(root / 'dcn.onnx')
 
 
-def test_benchmark_smoke(tiny, capsys):
+def test_benchmark_times_every_runtime_against_pytorch(tiny, capsys,
+                                                       monkeypatch):
+    """Each runtime of RUNTIMES in turns with PyTorch, after checking its
+    detections; one that this installation lacks is skipped, with its
+    reason."""
     config, ckpt, images, root = tiny
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_onnx', osp.join(REPO, 'tools', 'deployment',
+                                   'benchmark_onnx.py'))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def missing(*args):
+        raise bench.Unavailable('not installed here')
+
+    monkeypatch.setitem(bench.RUNTIMES, 'Missing', missing)
     out = str(root / 'bench.json')
-    tool('deployment/benchmark_onnx.py')([
-        config, ckpt, '--repeats', '2', '--warmup', '0', '--threads', '1',
-        '--image',
-        osp.join(images, '0.png'), '--out', out
-    ])
-    assert 'same in both: True' in capsys.readouterr().out
-    (result, ) = json.load(open(out))
-    assert result['input'] == '256x320' and result['detections'] > 0
-    assert result['onnx_ms_median'] > 0 and result['torch_ms_median'] > 0
+    bench.main([config, ckpt, '--repeats', '2', '--threads', '1',
+                '--score-thr', '0.05', '0.5', '--image',
+                osp.join(images, '0.png'), '--out', out])
+    text = capsys.readouterr().out
+    assert 'Missing: skipped, not installed here' in text
+    with open(out) as f:
+        saved = json.load(f)
+    # The table as printed, one block per threshold.
+    blocks = saved['table'].split('\n\n')
+    assert len(blocks) == 2 and all(block in text for block in blocks)
+    low, high = saved['results']
+    assert (low['score_thr'], high['score_thr']) == (0.05, 0.5)
+    assert low['detections'] > high['detections']
+    for r in (low, high):
+        assert r['input'] == '256x320' and r['repeats'] == 2
+        assert r['skipped'] == {'Missing': 'not installed here'}
+        eager, onnx = r['runtimes']['PyTorch'], r['runtimes']['ONNX Runtime']
+        assert onnx['same_detections'] and eager['speedup_median'] == 1.0
+        assert eager['repeats'] == onnx['repeats'] == 2
+        assert onnx['speedup_min'] <= onnx['speedup_median'] <= \
+            onnx['speedup_max']

@@ -80,3 +80,35 @@ def test_train_tool_takes_an_optional_dtype(on_cpu):
     assert train.parse_args([config, '--amp', 'bfloat16']).amp == 'bfloat16'
     with pytest.raises(SystemExit, match='needs a CUDA device'):
         train.main([config, '--amp', 'float16'])
+
+
+def test_bfloat16_autocast_on_the_cpu_keeps_losses_finite(monkeypatch,
+                                                          set_epoch):
+    """The optimizer wrapper of --amp on the CPU: the forward really runs
+    in bfloat16, and TOOD's losses (ATSS warm-up and TAL) and gradients
+    stay finite."""
+    from tood.analysis.benchmarking import detection_batch
+    from tood.apis import init_detector
+    from tood.engine import amp
+    monkeypatch.setattr(amp, 'cpu_has_native_bfloat16', lambda: True)
+    model = init_detector(
+        osp.join(REPO, 'configs', 'tood', 'tood_r50_fpn_1x_coco.py'), None,
+        'cpu', {'model.backbone.depth': 18, 'model.neck.out_channels': 16,
+                'model.neck.in_channels': [64, 128, 256, 512],
+                'model.bbox_head.in_channels': 16,
+                'model.bbox_head.feat_channels': 16,
+                'model.bbox_head.stacked_convs': 2,
+                'model.bbox_head.norm_cfg.num_groups': 4,
+                'model.bbox_head.num_classes': 3}).train()
+    wrapper = amp.CPUBFloat16OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    data = detection_batch(2, (64, 96), 3, num_classes=3)
+    with wrapper.optim_context(model):
+        inputs = model.data_preprocessor(data, True)['inputs']
+        assert model.extract_feat(inputs)[0].dtype == torch.bfloat16
+    for epoch in (0, model.bbox_head.criterion.initial_epoch):  # ATSS, TAL
+        set_epoch(epoch)
+        log_vars = model.train_step(data, wrapper)
+        assert all(torch.isfinite(v) for v in log_vars.values())
+        assert log_vars['loss_cls'].item() > 0
+        assert all(torch.isfinite(p).all() for p in model.parameters())

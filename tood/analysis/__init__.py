@@ -6,6 +6,10 @@ tood.analysis``.
   (the paper's alignment analysis);
 * ``tood.analysis.assignability``: how many priors each ground-truth box
   could be assigned, before training;
+* ``tood.analysis.benchmarking``: speed and memory, timed with
+  ``torch.utils.benchmark`` and split into the phases the library labels
+  for ``torch.profiler`` (``tools/analysis/benchmark.py``,
+  ``tools/deployment/benchmark_onnx.py``, ``tools/analysis/gpu_checks.py``);
 * ``tood.analysis.browse``: dataset images with their boxes after the
   pipeline;
 * ``tood.analysis.complexity``: parameters and FLOPs of a config;
@@ -15,6 +19,5 @@ tood.analysis``.
 * ``tood.analysis.results``: tables of finished runs.
 
 Training curves are read and plotted by ``tood.visualization`` (the
-training report hook draws them too); speed and memory benchmarks live
-with their tool, ``tools/analysis/benchmark.py``.
+training report hook draws them too).
 """

@@ -1,230 +1,196 @@
-"""ONNX Runtime against PyTorch eager on the CPU, the whole detector.
+"""Exported runtimes against PyTorch eager, the whole detector at batch 1.
 
     OMP_NUM_THREADS=2 python tools/deployment/benchmark_onnx.py \\
-        configs/tood/tood_r18_fpn_11e_shapes.py none --repeats 20
+        configs/tood/tood_r18_fpn_11e_shapes.py CKPT --repeats 30 \\
+        --score-thr 0.05 0 --image data/shapes/val/000000.png
     OMP_NUM_THREADS=2 python tools/deployment/benchmark_onnx.py \\
         configs/tood/tood_r50_fpn_1x_coco.py none --shape 800 1333 \\
-        --repeats 4 --score-thr 0.05 0
+        --repeats 4
 
-Both runtimes start from the same resized uint8 BGR image (B=1) and end
-with the detections in original-image pixels: PyTorch runs the data
-preprocessor, the network and the post-processing (``model.test_step``),
-ONNX Runtime the graph exported with ``--nms``, which holds the same
-steps. Reading and resizing the image is the same code for both runtimes
-and stays outside the timed region. Turns alternate (PyTorch, ONNX, ONNX, PyTorch,
-...) so that a machine whose speed drifts affects both alike; each gets
-``--threads`` threads.
+Every runtime starts from the same resized uint8 BGR image and ends with
+the detections in original-image pixels: PyTorch runs ``model.test_step``
+(data preprocessor, network, post-processing), each exported runtime the
+graph exported with NMS, which holds the same steps. Reading and resizing
+the image stays outside the timed region. The runtimes are timed in turns
+(``tood.analysis.benchmarking``: each turn two untimed runs, then one
+timed, the order reversed every other turn), each with ``--threads``
+threads; their detections are first compared with PyTorch's.
 
-``none`` for the checkpoint uses weights initialised from seed 0. Their
-scores sit near the 0.01 prior, so at the default threshold almost nothing
-reaches NMS; ``--score-thr 0`` measures the other extreme, ``nms_pre``
-candidates per level all going into NMS.
+``none`` for the checkpoint uses weights initialised from seed 0, whose
+scores sit near the 0.01 prior, so at the default threshold almost
+nothing reaches NMS; ``--score-thr 0`` measures the other extreme,
+``nms_pre`` candidates per level all going into NMS.
+
+A runtime is one entry of ``RUNTIMES``: a function of the exported file,
+the config, the device and the thread count that returns the detector
+(``OnnxDetector``'s ``detect``), or raises ``Unavailable`` to be skipped
+(a provider that this installation lacks).
 """
 import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+
+from tood.analysis.benchmarking import (format_table, machine_info,
+                                        summarise, time_in_turns)
+from tood.apis import default_input_shape, init_detector
+from tood.deployment import (Detections, OnnxDetector, compare_detections,
+                             export_onnx)
+from tood.structures import DetDataSample
 
 
-def _cpu_name() -> str:
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
+class Unavailable(Exception):
+    """A runtime this installation cannot run."""
 
 
-def _input_image(path: Optional[str], shape) -> np.ndarray:
+def onnxruntime(onnx_file: str, cfg: Config, device: str,
+                threads: int) -> Callable:
+    """ONNX Runtime with its CPU provider, or its CUDA provider for
+    ``device`` 'cuda': ``OnnxDetector.detect``."""
+    import onnxruntime as ort
+    if device != 'cpu' and \
+            'CUDAExecutionProvider' not in ort.get_available_providers():
+        raise Unavailable(f'onnxruntime {ort.__version__} has no CUDA '
+                          'provider (pip install onnxruntime-gpu)')
+    return OnnxDetector(onnx_file, cfg, device=device,
+                        num_threads=threads).detect
+
+
+RUNTIMES = {'ONNX Runtime': onnxruntime}
+TIMES = {'ms (median)': 'median_ms', 'min ms': 'min_ms'}  # columns
+
+
+def input_image(path: Optional[str], shape: Tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 BGR of exactly ``shape``: a photograph resized to it
-    (the images the detector sees after its pipeline's resize), else a
-    smooth random pattern."""
+    (as the detector sees it after its pipeline's resize), else a smooth
+    random pattern."""
     import cv2
     h, w = shape
     if path:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None:
             raise SystemExit(f'cannot read {path}')
-        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    rng = np.random.default_rng(0)
-    coarse = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), np.uint8)
-    return cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        image = np.random.default_rng(0).integers(
+            0, 256, (h // 16 + 1, w // 16 + 1, 3), np.uint8)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def measure(config: str,
-            checkpoint: Optional[str],
-            shape,
-            score_thr: Optional[float],
-            repeats: int,
-            warmup: int,
-            threads: int,
-            image_path: Optional[str],
-            work_dir: str,
-            cfg_options: Optional[dict] = None) -> Dict:
-    """One configuration measured; returns the numbers as a dict."""
-    import onnxruntime as ort
-
-    from tood.apis import default_input_shape, init_detector
-    from tood.deployment import (Detections, compare_detections,
-                                 export_onnx)
-    from tood.structures import DetDataSample
-
-    options = dict(cfg_options or {})
+def measure(args: argparse.Namespace, score_thr: Optional[float],
+            work_dir: str) -> Dict:
+    """Every runtime at one score threshold; the numbers as a dict."""
+    options = dict(args.cfg_options or {})
     if score_thr is not None:
         options['model.test_cfg.score_thr'] = score_thr
-    model = init_detector(config, checkpoint, 'cpu', options)
-    shape = tuple(shape or default_input_shape(model.cfg) or (800, 1333))
-    image = _input_image(image_path, shape)
-    h, w = shape
-    onnx_file = osp.join(
-        work_dir, f'{osp.splitext(osp.basename(config))[0]}_{h}x{w}_'
-        f'thr{model.bbox_head.test_cfg.score_thr}.onnx')
+    model = init_detector(
+        args.config, None if args.checkpoint.lower() == 'none' else
+        args.checkpoint, args.device, options)
+    shape = tuple(args.shape or default_input_shape(model.cfg) or
+                  (800, 1333))
+    image = input_image(args.image, shape)
+    onnx_file = osp.join(work_dir, f'{score_thr}.onnx')
     start = time.perf_counter()
-    export_onnx(
-        model, onnx_file, shape=shape, dataset_meta=model.dataset_meta)
+    export_onnx(model, onnx_file, shape, dataset_meta=model.dataset_meta)
     export_s = time.perf_counter() - start
-
-    torch.set_num_threads(threads)
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = threads
-    session_options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
-        onnx_file, session_options, providers=['CPUExecutionProvider'])
+    torch.set_num_threads(args.threads)
     # The image as if it had been resized from a larger original.
-    scale = (0.75, 0.75)
-    ori = (h / 0.75, w / 0.75)
-    feed = dict(
-        image=image[None],
-        scale_factor=np.asarray([scale], np.float32),
-        ori_shape=np.asarray([ori], np.float32))
+    scale, ori = (0.75, 0.75), (shape[0] / 0.75, shape[1] / 0.75)
+    data = dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)],
+                data_samples=[DetDataSample(metainfo=dict(
+                    img_shape=shape, ori_shape=ori, scale_factor=scale))])
 
-    def run_torch() -> Detections:
-        data = dict(
-            inputs=[torch.from_numpy(image).permute(2, 0, 1)],
-            data_samples=[
-                DetDataSample(
-                    metainfo=dict(
-                        img_shape=shape, ori_shape=ori, scale_factor=scale))
-            ])
+    def pytorch() -> Detections:
         with torch.no_grad():
-            result = model.test_step(data)[0]
-        return Detections.from_instances(result.pred_instances)
+            return Detections.from_instances(
+                model.test_step(data)[0].pred_instances)
 
-    def run_onnx() -> Detections:
-        num, boxes, scores, labels = session.run(None, feed)
-        n = int(num[0])
-        return Detections(boxes[0, :n], scores[0, :n], labels[0, :n])
+    runs, skipped = dict(PyTorch=pytorch), {}
+    for name, build in RUNTIMES.items():
+        try:
+            detect = build(onnx_file, model.cfg, args.device, args.threads)
+            runs[name] = (lambda d=detect: Detections(*d(image, scale, ori)))
+        except Unavailable as error:
+            skipped[name] = str(error)
+    reference, result = pytorch(), {}
+    same = {name: compare_detections(reference, run()).ok
+            for name, run in runs.items()}
+    measured = time_in_turns(runs, args.repeats)
+    for name, m in measured.items():
+        # Per turn: PyTorch's time over this runtime's.
+        ratios = [t / o for t, o in zip(measured['PyTorch'].times, m.times)]
+        result[name] = dict(
+            summarise(m), same_detections=same[name],
+            speedup_median=statistics.median(ratios),
+            speedup_min=min(ratios), speedup_max=max(ratios))
+    return dict(config=args.config, checkpoint=args.checkpoint,
+                input=f'{shape[0]}x{shape[1]}',
+                score_thr=model.bbox_head.test_cfg.score_thr,
+                detections=len(reference), threads=args.threads,
+                repeats=args.repeats, export_s=export_s, runtimes=result,
+                skipped=skipped)
 
-    check = compare_detections(run_torch(), run_onnx())
-    times: Dict[str, List[float]] = dict(torch=[], onnx=[])
-    for i in range(warmup + repeats):
-        # Alternate who goes first, so that neither always follows the
-        # other's cache and frequency state.
-        order = (('torch', run_torch), ('onnx', run_onnx))
-        for name, fn in (order if i % 2 == 0 else order[::-1]):
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    ratios = [t / o for t, o in zip(times['torch'], times['onnx'])]
-    return dict(
-        config=config,
-        checkpoint=checkpoint or 'none (seed 0)',
-        input=f'{h}x{w}',
-        score_thr=model.bbox_head.test_cfg.score_thr,
-        detections=check.num_ref,
-        same_detections=check.ok,
-        threads=threads,
-        repeats=repeats,
-        export_s=round(export_s, 1),
-        torch_ms_median=round(1000 * statistics.median(times['torch']), 1),
-        torch_ms_min=round(1000 * min(times['torch']), 1),
-        onnx_ms_median=round(1000 * statistics.median(times['onnx']), 1),
-        onnx_ms_min=round(1000 * min(times['onnx']), 1),
-        speedup_median=round(statistics.median(ratios), 2),
-        speedup_min=round(min(ratios), 2),
-        speedup_max=round(max(ratios), 2))
+
+def report(r: Dict) -> str:
+    return (f'{osp.basename(r["config"])} {r["input"]} score_thr='
+            f'{r["score_thr"]}: {r["detections"]} detections by PyTorch, '
+            f'export {r["export_s"]:.1f} s\n' + format_table(
+                {'runtime': 'name', **TIMES, 'speed-up': 'speedup_median',
+                 'per turn from': 'speedup_min', 'to': 'speedup_max',
+                 'same detections': 'same_detections'},
+                [dict(t, name=n) for n, t in r['runtimes'].items()]) +
+            ''.join(f'\n{n}: skipped, {why}'
+                    for n, why in r['skipped'].items()))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description='Time ONNX Runtime against PyTorch eager on the CPU, '
-        'pre- and post-processing included')
-    parser.add_argument('config', help='config file of the model')
-    parser.add_argument(
-        'checkpoint', help="checkpoint file, or 'none' (seed-0 weights)")
-    parser.add_argument(
-        '--shape',
-        type=int,
-        nargs=2,
-        metavar=('H', 'W'),
-        help="input size (default: the config's test size)")
-    parser.add_argument(
-        '--score-thr',
-        type=float,
-        nargs='+',
-        default=[None],
-        help='model.test_cfg.score_thr values to measure at, one '
-        'export each (default: the config\'s)')
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument(
-        '--threads', type=int, default=2, help='threads for each runtime')
-    parser.add_argument(
-        '--image', help='a photograph to resize to the input size '
-        '(default: a random pattern)')
-    parser.add_argument(
-        '--work-dir', help='where the exported models go (default: a '
-        'temporary folder)')
-    parser.add_argument('--out', help='append the results to this json')
+        description='Time exported runtimes against PyTorch eager, pre- '
+        'and post-processing included')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', help="or 'none' (seed-0 weights)")
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help="input size (default: the config's test size)")
+    parser.add_argument('--score-thr', type=float, nargs='+', default=[None],
+                        help='model.test_cfg.score_thr values to export')
+    parser.add_argument('--repeats', type=int, default=10, help='turns')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='threads of each runtime')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--image', help='a photograph to resize to the '
+                        'input size (default: a random pattern)')
+    parser.add_argument('--out', help='a json file for the results')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    checkpoint = None if args.checkpoint.lower() == 'none' else args.checkpoint
-    print(f'CPU: {_cpu_name()}, {os.cpu_count()} cores visible; '
-          f'torch {torch.__version__}, '
-          f'onnxruntime {__import__("onnxruntime").__version__}; '
-          f'OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS")}')
-    with tempfile.TemporaryDirectory() as tmp:
-        work_dir = args.work_dir or tmp
-        os.makedirs(work_dir, exist_ok=True)
-        results = []
+    # Keep init_weights' per-parameter report out of the results.
+    if not MMLogger.check_instance_created('benchmark'):
+        MMLogger.get_instance('benchmark', log_level='WARNING')
+    machine = dict(machine_info(torch.device(args.device)),
+                   onnxruntime=__import__('onnxruntime').__version__,
+                   OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS'))
+    print(json.dumps(machine))
+    results, lines = [], []
+    with tempfile.TemporaryDirectory() as work_dir:
         for thr in args.score_thr:
-            result = measure(args.config, checkpoint, args.shape, thr,
-                             args.repeats, args.warmup, args.threads,
-                             args.image, work_dir)
-            results.append(result)
-            print(
-                f'{osp.basename(result["config"])} {result["input"]} '
-                f'score_thr={result["score_thr"]}: PyTorch '
-                f'{result["torch_ms_median"]} ms (min '
-                f'{result["torch_ms_min"]}), ONNX Runtime '
-                f'{result["onnx_ms_median"]} ms (min '
-                f'{result["onnx_ms_min"]}), speedup '
-                f'{result["speedup_median"]}x (per-turn range '
-                f'{result["speedup_min"]}-{result["speedup_max"]}); '
-                f'{result["detections"]} detections, same in both: '
-                f'{result["same_detections"]}; export '
-                f'{result["export_s"]} s', flush=True)
+            results.append(measure(args, thr, work_dir))
+            lines.append(report(results[-1]))
+            print(lines[-1], flush=True)
     if args.out:
-        previous = []
-        if osp.exists(args.out):
-            with open(args.out) as f:
-                previous = json.load(f)
         with open(args.out, 'w') as f:
-            json.dump(previous + results, f, indent=1)
+            json.dump(dict(machine=machine, results=results,
+                           table='\n\n'.join(lines)), f, indent=1)
 
 
 if __name__ == '__main__':

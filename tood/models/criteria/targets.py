@@ -7,11 +7,13 @@ Shapes: B images, K classes, H×W one level, N priors of all levels.
 from typing import List, NamedTuple, Optional, Sequence
 
 from torch import Tensor
+from torch.profiler import record_function
 
 from tood.errors import ConfigError, build_at
 from tood.registry import TASK_UTILS
 from tood.structures import DetDataSample, PaddedGT
 
+from ..profiling import ASSIGN
 from ..task_modules import AssignResult, Priors, levels_to_priors, make_priors
 
 
@@ -49,7 +51,8 @@ def assign_targets(assigner, priors: Priors,
             4) pixel boxes, which ATSS ignores.
     """
     gt = PaddedGT.from_samples(data_samples, priors.points.device)
-    assign = assigner.assign(priors, gt, pred_scores, pred_boxes)
+    with record_function(ASSIGN):
+        assign = assigner.assign(priors, gt, pred_scores, pred_boxes)
     labels, boxes = assign.targets(gt, num_classes)
     return Targets(assign, labels, boxes, assign.fg_mask, priors.valid)
 

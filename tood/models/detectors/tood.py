@@ -4,11 +4,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from mmengine.model import BaseModel
 from torch import Tensor
+from torch.profiler import record_function
 
 from tood.errors import ConfigError, check_value
 from tood.registry import MODELS
 from tood.structures import DetDataSample
 
+from ..profiling import NETWORK
 from ..task_modules import attach_alignment
 
 
@@ -111,18 +113,19 @@ class TOOD(BaseModel):
                 inputs: Tensor,
                 data_samples: Optional[List[DetDataSample]] = None,
                 mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.bbox_head.loss_by_feat(*self.network(inputs),
-                                               data_samples)
-        if mode == 'predict':
+        if mode not in ('loss', 'predict', 'tensor'):
+            raise ValueError(
+                f'Invalid mode "{mode}": use loss, predict or tensor')
+        with record_function(NETWORK):
             outputs = self.network(inputs)
-            results = self.bbox_head.predict_by_feat(
-                *outputs, [s.metainfo for s in data_samples], rescale=True)
-            for sample, pred in zip(data_samples, results):
-                sample.pred_instances = pred
-            if self.measure_alignment:
-                attach_alignment(self.bbox_head, outputs, data_samples)
-            return data_samples
+        if mode == 'loss':
+            return self.bbox_head.loss_by_feat(*outputs, data_samples)
         if mode == 'tensor':
-            return self.network(inputs)
-        raise ValueError(f'Invalid mode "{mode}": use loss, predict or tensor')
+            return outputs
+        results = self.bbox_head.predict_by_feat(
+            *outputs, [s.metainfo for s in data_samples], rescale=True)
+        for sample, pred in zip(data_samples, results):
+            sample.pred_instances = pred
+        if self.measure_alignment:
+            attach_alignment(self.bbox_head, outputs, data_samples)
+        return data_samples

@@ -10,10 +10,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
+from torch.profiler import record_function
 
 from tood.errors import check_value
 from tood.structures import DetDataSample
 
+from ..profiling import LOSSES
 from ..task_modules import TestCfg, detections_from_levels
 
 
@@ -94,7 +96,8 @@ class DenseHead(BaseModule):
     def loss_by_feat(self, *outputs_and_samples) -> Dict[str, Tensor]:
         """The losses of the head's per-level outputs (as ``forward``
         returns them) followed by the batch's data samples."""
-        return self.criterion(*outputs_and_samples)
+        with record_function(LOSSES):
+            return self.criterion(*outputs_and_samples)
 
     def predict_by_feat(self, *outputs_and_metas,
                         rescale: bool = True) -> List[InstanceData]:

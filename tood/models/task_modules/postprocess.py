@@ -27,10 +27,12 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from mmengine.structures import InstanceData
 from torch import Tensor
+from torch.profiler import record_function
 from torchvision.ops import batched_nms
 
 from tood.errors import ConfigError, check_value
 
+from ..profiling import POSTPROCESS
 from .priors import levels_to_priors
 
 
@@ -270,11 +272,12 @@ def detections_from_levels(
              for m in batch_img_metas]
     shape = [m['ori_shape' if rescale else 'img_shape'][:2]
              for m in batch_img_metas]
-    scores, boxes, factors = dense_predictions(
-        cls_scores, bbox_preds, strides,
-        torch.tensor(scale, dtype=torch.float32, device=device),
-        torch.tensor(shape, dtype=torch.float32, device=device),
-        score_factors)
-    level_sizes = [s.shape[-2] * s.shape[-1] for s in cls_scores]
-    return select_detections(scores, boxes, level_sizes, cfg,
-                             factors).instances()
+    with record_function(POSTPROCESS):
+        scores, boxes, factors = dense_predictions(
+            cls_scores, bbox_preds, strides,
+            torch.tensor(scale, dtype=torch.float32, device=device),
+            torch.tensor(shape, dtype=torch.float32, device=device),
+            score_factors)
+        level_sizes = [s.shape[-2] * s.shape[-1] for s in cls_scores]
+        return select_detections(scores, boxes, level_sizes, cfg,
+                                 factors).instances()
