@@ -12,6 +12,7 @@
 import copy
 import glob
 import json
+import logging
 import os.path as osp
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple, Union
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger, print_log
 from mmengine.runner import load_checkpoint
 
 from tood.output_paths import output_names, refuse_overwriting_inputs
@@ -101,9 +102,17 @@ def init_detector(config: Union[str, Path, Config],
         ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
         dataset_meta = ckpt.get('meta', {}).get('dataset_meta')
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model.init_weights()
+        # mmengine lists every parameter's initialisation at INFO level when
+        # the logger writes no file: hundreds of lines nobody asked for.
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model.init_weights()
+        finally:
+            logger.setLevel(level)
     if not dataset_meta or not dataset_meta.get('classes'):
         num_classes = model.bbox_head.num_classes
         classes = _config_classes(cfg)
