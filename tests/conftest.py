@@ -30,7 +30,8 @@ def set_epoch() -> Callable[..., None]:
     def set_progress(epoch: int, iteration: Optional[int] = None,
                      max_epochs: int = 12) -> None:
         hub.update_info('epoch', epoch)
-        hub.update_info('iter', epoch * 100 if iteration is None else iteration)
+        hub.update_info('iter',
+                        epoch * 100 if iteration is None else iteration)
         hub.update_info('max_epochs', max_epochs)
 
     yield set_progress

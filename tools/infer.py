@@ -130,10 +130,11 @@ def main(argv=None) -> None:
         print(f'tiles of {tile[0]}x{tile[-1]}, overlap {args.tile_overlap}'
               + ('' if args.no_whole else ', plus the whole image'))
 
-        def detect(chunk):
+        def in_tiles(chunk):
             return [inference_tiled(model, path, tile, args.tile_overlap,
                                     not args.no_whole, args.batch_size)
                     for path in chunk]
+        detect = in_tiles
     try:
         written = save_predictions(model, paths, args.out_dir, score_thr,
                                    args.batch_size, detect=detect)

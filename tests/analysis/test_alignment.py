@@ -2,11 +2,9 @@
 tools/analysis/alignment.py on a tiny model and the shapes set."""
 import importlib.util
 import json
-import math
 import os.path as osp
 
 import cv2
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config

@@ -16,8 +16,7 @@ pytest.importorskip('onnxscript')
 pytest.importorskip('onnxruntime')
 
 import onnx  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from onnx_helpers import (REPO, build_model, graph_detections,  # noqa: E402
+from onnx_helpers import (build_model, graph_detections,  # noqa: E402
                           random_images, reference_detections, session,
                           tiny_config)
 

@@ -8,7 +8,6 @@ activations, additions, sampling) is not counted. torchvision's deformable
 convolution has no formula there: it is counted here like a plain
 convolution of the same shape, without its bilinear sampling.
 """
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple

@@ -266,4 +266,3 @@ def write_json(points: dict, out_file: str) -> str:
     with open(out_file, 'w') as f:
         json.dump(points, f, indent=1)
     return out_file
-

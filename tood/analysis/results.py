@@ -176,4 +176,3 @@ def markdown_table(results: Sequence[RunResult]) -> str:
         ]
         lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines) + '\n'
-

@@ -145,5 +145,3 @@ def _iou_threshold(model) -> float:
     test_cfg = getattr(head, 'test_cfg', None) or getattr(
         model, 'test_cfg', None)
     return float(test_cfg.iou_threshold)
-
-

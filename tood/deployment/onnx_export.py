@@ -452,4 +452,3 @@ def export_config(config: Union[str, 'object'],
         dataset_meta=detector.dataset_meta,
         test_pipeline=pipeline,
         verbose=verbose)
-

@@ -161,8 +161,8 @@ def _crop_input():
     return dict(
         img=img,
         img_shape=(64, 80),
-        gt_bboxes=np.array([[0, 0, 10, 10], [20, 10, 60, 50], [70, 50, 80, 64]],
-                           np.float32),
+        gt_bboxes=np.array(
+            [[0, 0, 10, 10], [20, 10, 60, 50], [70, 50, 80, 64]], np.float32),
         gt_bboxes_labels=np.array([0, 1, 2]),
         gt_ignore_flags=np.array([False, True, False]))
 

@@ -133,8 +133,9 @@ def atss_positives(gt):
     points, strides = grid_points(SIZES, STRIDES, torch.device('cpu'))
     priors = Priors(points, strides, square_anchors(points, strides, 8),
                     tuple(SIZES), torch.ones(1, len(points), dtype=torch.bool))
-    padded = PaddedGT(torch.tensor([[gt]]), torch.zeros(1, 1, dtype=torch.long),
-                  torch.ones(1, 1, dtype=torch.bool))
+    padded = PaddedGT(torch.tensor([[gt]]),
+                      torch.zeros(1, 1, dtype=torch.long),
+                      torch.ones(1, 1, dtype=torch.bool))
     assign = ATSSAssigner(topk=9).assign(priors, padded)
     return points, assign.fg_mask[0]
 

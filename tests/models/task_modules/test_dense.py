@@ -92,8 +92,9 @@ def test_dense_topk_calls_the_metric_it_is_given():
     boxes, gts = random_boxes(300, g), random_boxes(4, g)
     points = (boxes[:, :2] + boxes[:, 2:]) / 2
     values, idx = _dense.dense_topk(
-        lambda s, u, out: out.copy_(u), torch.rand(300, 3, generator=g), boxes, points, gts,
-        torch.tensor([0, 1, 2, 0]), torch.ones(300, dtype=bool), 5, False)
+        lambda s, u, out: out.copy_(u), torch.rand(300, 3, generator=g),
+        boxes, points, gts, torch.tensor([0, 1, 2, 0]),
+        torch.ones(300, dtype=bool), 5, False)
     assert torch.equal(idx[:, 0], box_iou(gts[:, None], boxes).argmax(1))
     torch.testing.assert_close(values[:, 0],
                                box_iou(gts[:, None], boxes).amax(1))

@@ -80,4 +80,3 @@ def clip_and_keep(instances: Dict[str, np.ndarray],
     if clip:
         kept['gt_bboxes'] = visible[keep]
     return kept
-

@@ -11,8 +11,8 @@ from .report_hook import TrainingReportHook
 from .visualization_hook import DetVisualizationHook
 
 __all__ = [
-    'AlignmentHook', 'CheckpointHook', 'DetVisualizationHook', 'EMAHook', 'EpochSeedHook',
-    'LoadFromHook', 'LossCheckHook', 'NumClassCheckHook',
+    'AlignmentHook', 'CheckpointHook', 'DetVisualizationHook', 'EMAHook',
+    'EpochSeedHook', 'LoadFromHook', 'LossCheckHook', 'NumClassCheckHook',
     'PipelineSwitchHook', 'TestProgressBarHook', 'TrainingReportHook',
     'averaged_model', 'setup_load_from'
 ]

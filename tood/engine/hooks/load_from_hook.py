@@ -45,9 +45,9 @@ def match_classes(model_classes: Sequence[str],
     return [index.get(class_key(name)) for name in model_classes]
 
 
-def adapt_classifier(state: Dict[str, Tensor], model_state: Dict[str,
-                                                                  Tensor],
-                     prefix: str, model_classes: Sequence[str],
+def adapt_classifier(state: Dict[str, Tensor],
+                     model_state: Dict[str, Tensor], prefix: str,
+                     model_classes: Sequence[str],
                      checkpoint_classes: Optional[Sequence[str]]) -> str:
     """Replace the classifier tensors ``prefix.weight``/``.bias`` of the
     checkpoint's ``state`` by (K, ...) ones: matched rows from the
@@ -63,8 +63,8 @@ def adapt_classifier(state: Dict[str, Tensor], model_state: Dict[str,
     num_old, num_new = weight.size(0), len(model_classes)
     if checkpoint_classes is None or len(checkpoint_classes) != num_old:
         if num_old == num_new:
-            return (f'load_from: the checkpoint names no classes; its {num_old}'
-                    ' classifier rows are kept in their order')
+            return (f'load_from: the checkpoint names no classes; its '
+                    f'{num_old} classifier rows are kept in their order')
         matches = [None] * num_new
         note = (f'the checkpoint names no classes and has {num_old}, the '
                 f'model {num_new}: the classifier starts fresh')

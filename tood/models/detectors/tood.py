@@ -74,8 +74,9 @@ class TOOD(BaseModel):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
             self.neck.to(memory_format=torch.channels_last)
-        check_value(set(frozen_parts) <= {'backbone', 'neck'}, 'model.frozen_parts',
-                    "parts among 'backbone' and 'neck'", frozen_parts)
+        check_value(set(frozen_parts) <= {'backbone', 'neck'},
+                    'model.frozen_parts', "parts among 'backbone' and 'neck'",
+                    frozen_parts)
         self.frozen_parts = tuple(frozen_parts)
         # Set by tood.engine.hooks.AlignmentHook while it validates: the
         # data samples then also get the alignment of their ground truth.

@@ -2,8 +2,9 @@
 the priors, the assigners and the post-processing."""
 from .alignment import alignment_per_gt, attach_alignment
 from .assigners import AssignResult, ATSSAssigner, TaskAlignedAssigner
-from .postprocess import (PaddedDetections, TestCfg, class_nms, dense_predictions,
-                          detections_from_levels, select_detections)
+from .postprocess import (PaddedDetections, TestCfg, class_nms,
+                          dense_predictions, detections_from_levels,
+                          select_detections)
 from .priors import (Priors, decode_level, grid_points, levels_to_priors,
                      make_priors, square_anchors)
 

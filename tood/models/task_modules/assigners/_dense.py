@@ -30,8 +30,8 @@ def chunk_rows(width: int, device: torch.device) -> int:
     return max(1, elements // width)
 
 
-def iou_into(a: Tensor, b: Tensor, out: Tensor, scratch: Tuple[Tensor,
-                                                                Tensor],
+def iou_into(a: Tensor, b: Tensor, out: Tensor,
+             scratch: Tuple[Tensor, Tensor],
              areas: Tuple[Tensor, Tensor]) -> Tensor:
     """``box_iou(a, b)`` written into ``out``, with two scratch tensors of
     its shape and the boxes' precomputed areas: (R, 1, 4), (N, 4) -> (R,

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from tood.structures import PaddedGT
 
+
 @dataclass
 class AssignResult:
     """Which GT each prior of each image is assigned to.

@@ -139,4 +139,3 @@ class TaskAlignedAssigner:
         flat_idx, zeros = cand_idx.flatten(1), t.new_zeros(len(t), num_priors)
         return (zeros.scatter_add(1, flat_idx, t_hat.flatten(1)),
                 zeros.scatter_add(1, flat_idx, u.flatten(1)))
-
