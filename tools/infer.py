@@ -4,6 +4,7 @@
     python tools/infer.py images/ CONFIG CHECKPOINT --out-dir outputs
     python tools/infer.py 'data/**/*.png' CONFIG CHECKPOINT --score-thr 0.5
     python tools/infer.py images/ CONFIG MODEL.onnx  # ONNX Runtime
+    python tools/infer.py images/ CONFIG MODEL.onnx --runtime openvino
     python tools/infer.py images/ CONFIG CHECKPOINT --score-thr auto
 
 For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
@@ -24,6 +25,7 @@ from typing import Union
 from mmengine.config import DictAction
 
 from tood.apis import find_images, init_detector, save_predictions
+from tood.deployment import RUNTIMES
 from tood.engine import exit_if_user_error
 from tood.errors import OutputConflictError
 
@@ -47,8 +49,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file of the model')
     parser.add_argument(
         'checkpoint',
-        help='checkpoint file, or an exported .onnx model to run with '
-        'ONNX Runtime')
+        help='checkpoint file, or an exported .onnx model (fp32 or INT8) '
+        'to run with --runtime')
+    parser.add_argument(
+        '--runtime',
+        choices=RUNTIMES,
+        default='onnxruntime',
+        help='what runs an .onnx model: ONNX Runtime or OpenVINO '
+        '(docs/deployment.md)')
     parser.add_argument(
         '--out-dir', default='outputs', help='where the results go')
     parser.add_argument(
@@ -77,12 +85,13 @@ def main(argv=None) -> None:
     except FileNotFoundError as error:
         sys.exit(str(error))
     if args.checkpoint.endswith('.onnx'):
-        # An exported model (tools/deployment/export_onnx.py): ONNX Runtime
+        # An exported model (tools/deployment/export_onnx.py): the runtime
         # stands in for PyTorch behind the same pipeline, json and drawings.
         from tood.deployment import ExportError, OnnxDetector
         try:
             model = OnnxDetector(args.checkpoint, args.config,
-                                 args.cfg_options, args.device)
+                                 args.cfg_options, args.device,
+                                 runtime=args.runtime)
         except ExportError as error:
             sys.exit(str(error))
     else:
