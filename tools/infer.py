@@ -27,7 +27,7 @@ from mmengine.config import DictAction
 from tood.apis import find_images, init_detector, save_predictions
 from tood.deployment import RUNTIMES
 from tood.engine import exit_if_user_error
-from tood.errors import OutputConflictError
+from tood.errors import ConfigError, OutputConflictError
 
 
 def score_thr_arg(value: str) -> Union[float, str]:
@@ -107,7 +107,6 @@ def main(argv=None) -> None:
     score_thr = args.score_thr
     if score_thr == 'auto':
         from tood.deployment.score_thresholds import thresholds_for_classes
-        from tood.errors import ConfigError
         classes = model.dataset_meta['classes']
         try:
             score_thr = thresholds_for_classes(args.checkpoint, classes)
@@ -118,7 +117,8 @@ def main(argv=None) -> None:
     try:
         written = save_predictions(model, paths, args.out_dir, score_thr,
                                    args.batch_size)
-    except OutputConflictError as error:
+    except (OutputConflictError, ConfigError) as error:
+        # ConfigError: e.g. an image of another size than a static export.
         sys.exit(str(error))
     print(f'{len(written)} images with their detections written to '
           f'{args.out_dir}')

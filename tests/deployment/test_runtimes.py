@@ -81,3 +81,15 @@ def test_openvino_dynamic_export_on_coco_photographs(tmp_path):
                             runtime='openvino')
     assert detector.input_hw == (None, None)
     assert_same_detections(model, detector, photos)
+
+
+def test_openvino_refuses_deformable_convolutions_by_name(tmp_path):
+    """OpenVINO's ONNX reader has no DeformConv: the DCNv2 models are
+    refused before it reads the file, with the runtime that runs them."""
+    model = build_model(tiny_config(**{'model.bbox_head.num_dcn': 1}))
+    path = export_onnx(model, str(tmp_path / 'dcn.onnx'), shape=(256, 320),
+                       dataset_meta=model.dataset_meta)
+    with pytest.raises(ExportError, match='DeformConv.*openvino runtime '
+                       'cannot read.*--runtime onnxruntime'):
+        OnnxDetector(path, model.cfg, runtime='openvino')
+    OnnxDetector(path, model.cfg, num_threads=1)

@@ -12,7 +12,7 @@ not ONNX, or not written by tood's exporter, reading the file with the
 opened) before any session exists.
 """
 import os.path as osp
-from typing import Dict, Iterator, NamedTuple, Optional, Tuple
+from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
 from .onnx_export import FORMAT, ExportError
 
@@ -54,9 +54,12 @@ class OnnxFileInfo(NamedTuple):
         metadata: the ``tood.*`` metadata strings (``onnx_export``).
         input_hw: (H, W) of the ``image`` input; None where it is free (a
             dynamic export).
+        op_types: the operator types of the main graph (a runtime
+            refuses those it lacks before reading the file).
     """
     metadata: Dict[str, str]
     input_hw: Tuple[Optional[int], Optional[int]]
+    op_types: FrozenSet[str]
 
 
 def check_onnx_file(path: str) -> OnnxFileInfo:
@@ -64,9 +67,9 @@ def check_onnx_file(path: str) -> OnnxFileInfo:
     tood's (see the module docstring).
 
     Returns:
-        Its metadata and input size, read while checking: every runtime
-        reads them from here, so that none depends on how a runtime
-        exposes ONNX metadata.
+        Its metadata, input size and operator types, read while checking:
+        every runtime reads them from here, so that none depends on how a
+        runtime exposes ONNX metadata.
     Raises:
         ExportError: naming ``path``: it does not exist, is not an ONNX
             model, was not written by ``tools/deployment/export_onnx.py``
@@ -118,4 +121,5 @@ def check_onnx_file(path: str) -> OnnxFileInfo:
     dims = image.type.tensor_type.shape.dim
     input_hw = tuple(d.dim_value if d.HasField('dim_value') else None
                      for d in dims[1:3])
-    return OnnxFileInfo(metadata, input_hw)
+    return OnnxFileInfo(metadata, input_hw,
+                        frozenset(node.op_type for node in model.graph.node))

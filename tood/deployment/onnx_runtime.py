@@ -90,7 +90,7 @@ class OnnxDetector:
                  num_threads: Optional[int] = None,
                  runtime: str = 'onnxruntime'):
         # Before a runtime opens the file: it would read external data.
-        meta, self.input_hw = check_onnx_file(onnx_file)
+        meta, self.input_hw, op_types = check_onnx_file(onnx_file)
         self.quantization = (json.loads(meta['tood.quantization'])
                              if 'tood.quantization' in meta else None)
         self.with_nms = json.loads(meta['tood.with_nms'])
@@ -130,7 +130,8 @@ class OnnxDetector:
         self.dataset_meta = dict(
             classes=tuple(classes), palette=[tuple(c) for c in palette])
         # Last: compiling takes a while, the checks above do not.
-        self.runtime = open_runtime(runtime, onnx_file, device, num_threads)
+        self.runtime = open_runtime(runtime, onnx_file, device, num_threads,
+                                    op_types)
 
     def _check_config(self, cfg: Config, onnx_file: str) -> None:
         """Refuse a config that does not describe the exported model."""
@@ -159,8 +160,8 @@ class OnnxDetector:
             scale_factor: (w_scale, h_scale), resized over original size.
             ori_shape: (height, width) of the original image.
         Raises:
-            ValueError: not a uint8 BGR image, or of another size than a
-                static export takes.
+            ValueError: not a uint8 BGR image; ``ExportError`` (a
+                ValueError) for another size than a static export takes.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError('the exported model takes (H, W, 3) uint8 BGR '
@@ -168,7 +169,8 @@ class OnnxDetector:
         h, w = image.shape[:2]
         if any(fixed is not None and fixed != size
                for fixed, size in zip(self.input_hw, (h, w))):
-            raise ValueError(
+            # ExportError (a ValueError): tools print it without traceback.
+            raise ExportError(
                 f'the model was exported for {self.input_hw[0]}x'
                 f'{self.input_hw[1]} inputs and this image is {h}x{w} after '
                 'the test pipeline: export with --dynamic (or --shape '

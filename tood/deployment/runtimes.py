@@ -11,7 +11,7 @@ for both.
     outputs = runtime.run({'image': ..., 'scale_factor': ...,
                            'ori_shape': ...})
 """
-from typing import Dict, List, Optional
+from typing import Collection, Dict, List, Optional
 
 import numpy as np
 
@@ -19,6 +19,10 @@ from .onnx_export import ExportError
 
 # Names accepted by ``open_runtime`` (and the tools' ``--runtime``).
 RUNTIMES = ('onnxruntime', 'openvino')
+# Operators of our exports that a runtime cannot read: OpenVINO 2026.4's
+# ONNX frontend has no DeformConv (opset 19), which the DCNv2 configs
+# export to.
+UNSUPPORTED_OPS = {'openvino': ('DeformConv', )}
 
 
 def _ort_providers(device: str) -> List[str]:
@@ -121,12 +125,23 @@ class OpenVinoSession:
 
 
 def open_runtime(name: str, onnx_file: str, device: str = 'cpu',
-                 num_threads: Optional[int] = None):
+                 num_threads: Optional[int] = None,
+                 op_types: Collection[str] = ()):
     """The runtime ``name`` (one of ``RUNTIMES``) on a checked file.
 
+    Args:
+        op_types: the file's operator types (``check_onnx_file``), to
+            refuse one the runtime cannot read before it reads the file.
     Raises:
-        ExportError: an unknown name, or openvino not installed.
+        ExportError: an unknown name, openvino not installed, or an
+            operator the runtime lacks (named, with the runtime to use).
     """
+    lacking = sorted(set(UNSUPPORTED_OPS.get(name, ())) & set(op_types))
+    if lacking:
+        raise ExportError(
+            f'{onnx_file} has {", ".join(lacking)} operators, which the '
+            f'{name} runtime cannot read (deformable convolutions export '
+            'to DeformConv); run it with --runtime onnxruntime')
     if name == 'onnxruntime':
         return OnnxRuntimeSession(onnx_file, device, num_threads)
     if name == 'openvino':
