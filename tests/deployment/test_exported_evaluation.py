@@ -4,6 +4,7 @@ model only within its accuracy gate; on real photographs (coco128,
 skipped when absent) labelled by the model itself."""
 import importlib.util
 import json
+import os
 import os.path as osp
 import re
 import subprocess
@@ -28,7 +29,6 @@ def run(*args: str) -> subprocess.CompletedProcess:
     """A tool in its own process (the runner's logger writes to the
     process's stdout); output merged."""
     env = {'PYTHONPATH': REPO, 'OMP_NUM_THREADS': '1'}
-    import os
     return subprocess.run(
         [sys.executable, *args], cwd=REPO, env={**os.environ, **env},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
