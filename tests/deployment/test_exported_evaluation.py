@@ -72,9 +72,12 @@ def test_an_export_scores_the_checkpoints_metrics(labelled):
     assert 0.2 < expected['coco/bbox_mAP'] < 0.95, expected
     for runtime in ('onnxruntime', 'openvino'):
         out = str(root / f'{runtime}.json')
+        drawn = root / f'{runtime}_drawn'
         result = run('tools/test.py', config, onnx_file, '--runtime',
-                     runtime, '--work-dir', work, '--out', out)
+                     runtime, '--work-dir', work, '--out', out,
+                     '--show-dir', str(drawn))
         assert result.returncode == 0, result.stdout[-3000:]
+        assert len(list(drawn.rglob('*.jpg'))) == 6
         found = metrics(result.stdout)
         assert found.keys() == expected.keys()
         for key, value in expected.items():

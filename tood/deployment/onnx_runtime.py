@@ -28,6 +28,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from tood.models.task_modules import TestCfg, select_detections
+from tood.structures import DetDataSample
 
 from .onnx_check import check_onnx_file
 from .onnx_export import ExportError
@@ -189,8 +190,8 @@ class OnnxDetector:
         return self.runtime.run(self.feed(image, scale_factor, ori_shape))
 
     @staticmethod
-    def sample_inputs(inputs, sample) -> Tuple[np.ndarray, Sequence[float],
-                                              Sequence[int]]:
+    def sample_inputs(inputs: torch.Tensor, sample: DetDataSample
+                      ) -> Tuple[np.ndarray, Sequence[float], Sequence[int]]:
         """One image of a collated test-pipeline batch as ``feed`` takes it:
         (3, H, W) uint8 tensor and its data sample to image, scale factor
         (1, 1 when the pipeline does not resize) and original shape."""

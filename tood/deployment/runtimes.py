@@ -11,7 +11,7 @@ for both.
     outputs = runtime.run({'image': ..., 'scale_factor': ...,
                            'ori_shape': ...})
 """
-from typing import Collection, Dict, List, Optional
+from typing import Collection, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -124,9 +124,13 @@ class OpenVinoSession:
         return [np.asarray(result[output]) for output in self._outputs]
 
 
-def open_runtime(name: str, onnx_file: str, device: str = 'cpu',
-                 num_threads: Optional[int] = None,
-                 op_types: Collection[str] = ()):
+def open_runtime(
+        name: str,
+        onnx_file: str,
+        device: str = 'cpu',
+        num_threads: Optional[int] = None,
+        op_types: Collection[str] = ()
+) -> Union[OnnxRuntimeSession, OpenVinoSession]:
     """The runtime ``name`` (one of ``RUNTIMES``) on a checked file.
 
     Args:
