@@ -37,23 +37,21 @@ class ExportedDetector(BaseModel):
         model: the config's ``model`` dict; the file's class count and
             baked post-processing are checked against it, and a
             ``--no-nms`` export post-processes with its ``test_cfg``.
-        num_threads: the runtime's threads (None: its default).
 
-    ONNX Runtime runs on CUDA where the installed onnxruntime has it
-    (device 'auto'), OpenVINO on the CPU.
+    The runtime uses its default thread count (one per core). ONNX
+    Runtime runs on CUDA where the installed onnxruntime has it (device
+    'auto'), OpenVINO on the CPU.
     """
 
     def __init__(self,
                  file: str,
                  runtime: str = 'onnxruntime',
-                 model: Optional[dict] = None,
-                 num_threads: Optional[int] = None):
+                 model: Optional[dict] = None):
         super().__init__()
         self.detector = OnnxDetector(
             file,
             Config(dict(model=model)) if model is not None else None,
             device='auto',
-            num_threads=num_threads,
             runtime=runtime)
         # What NumClassCheckHook compares with the dataset's classes.
         self.num_classes = self.detector.num_classes
@@ -81,8 +79,7 @@ class ExportedDetector(BaseModel):
 
 def use_exported_model(cfg: Config,
                        file: str,
-                       runtime: str = 'onnxruntime',
-                       num_threads: Optional[int] = None) -> None:
+                       runtime: str = 'onnxruntime') -> None:
     """Edit a tool's config (in place) to evaluate ``file`` instead of a
     checkpoint: ``cfg.model`` becomes an ``ExportedDetector`` holding the
     old ``cfg.model``, no checkpoint is loaded, and the hooks that act on
@@ -109,8 +106,7 @@ def use_exported_model(cfg: Config,
         file=file,
         runtime=runtime,
         model=cfg.model.to_dict() if hasattr(cfg.model, 'to_dict') else
-        dict(cfg.model),
-        num_threads=num_threads)
+        dict(cfg.model))
     cfg.load_from = None
     cfg.resume = False
     hooks = cfg.get('default_hooks') or {}

@@ -94,7 +94,8 @@ class CalibrationImages:
     def get_next(self) -> Optional[Dict[str, np.ndarray]]:
         if self.position >= len(self.infos):
             return None
-        packed = self.pipeline(self.infos[self.position])
+        # A copy: the transforms add the image and its sizes to the dict.
+        packed = self.pipeline(dict(self.infos[self.position]))
         self.position += 1
         feed = self.detector.feed(*OnnxDetector.sample_inputs(
             packed['inputs'], packed['data_samples']))
