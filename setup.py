@@ -13,6 +13,10 @@ def read_requirements(path: str) -> list:
 # reads of crafted models (its wheels need Python 3.11 or newer).
 ONNX_EXTRA = ['onnx>=1.16', 'onnxruntime>=1.24.3', 'onnxscript>=0.3']
 
+# OpenVINO runs the exported .onnx files (fp32 and INT8) on the CPU
+# (tood.deployment.runtimes); Apache-2.0, as onnxruntime is MIT.
+OPENVINO_EXTRA = ['openvino>=2026.4']
+
 # The code needs 3.10 (glob's root_dir); datasets are unpacked with
 # tarfile's filter='data', which 3.10 has from 3.10.12 and 3.11 from 3.11.4.
 PYTHON_REQUIRES = '>=3.10.12, !=3.11.0, !=3.11.1, !=3.11.2, !=3.11.3'
@@ -38,12 +42,15 @@ setup(
     extras_require={
         # ONNX export (tools/deployment) and ONNX Runtime inference.
         'onnx': ONNX_EXTRA,
+        # OpenVINO as a second runtime of the exports (docs/deployment.md).
+        'openvino': ONNX_EXTRA + OPENVINO_EXTRA,
         'tracking': TRACKING_EXTRA,
-        # The tests check the ONNX round trip and read back what the
-        # tracking backends logged, so they install both extras.
-        # pytest-xdist: the README's command runs the suite in two
+        # The tests check the ONNX round trip on both runtimes and read
+        # back what the tracking backends logged, so they install these
+        # extras. pytest-xdist: the README's command runs the suite in two
         # processes.
-        'tests': ['pytest', 'pytest-xdist'] + ONNX_EXTRA + TRACKING_EXTRA,
+        'tests': ['pytest', 'pytest-xdist'] + ONNX_EXTRA + OPENVINO_EXTRA +
+        TRACKING_EXTRA,
     },
     license='Apache License 2.0',
 )

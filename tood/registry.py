@@ -23,7 +23,11 @@ from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import Registry
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['tood.models'])
+# tood.deployment: ExportedDetector, an exported file as a runner's model.
+MODELS = Registry(
+    'model',
+    parent=MMENGINE_MODELS,
+    locations=['tood.models', 'tood.deployment'])
 TASK_UTILS = Registry(
     'task util', parent=MMENGINE_TASK_UTILS, locations=['tood.models'])
 DATASETS = Registry(

@@ -4,6 +4,7 @@
     python tools/infer.py images/ CONFIG CHECKPOINT --out-dir outputs
     python tools/infer.py 'data/**/*.png' CONFIG CHECKPOINT --score-thr 0.5
     python tools/infer.py images/ CONFIG MODEL.onnx  # ONNX Runtime
+    python tools/infer.py images/ CONFIG MODEL.onnx --runtime openvino
     python tools/infer.py images/ CONFIG CHECKPOINT --score-thr auto
 
 For every image, ``OUT_DIR/<stem>.png`` shows the boxes with class names
@@ -25,8 +26,9 @@ from mmengine.config import DictAction
 
 from tood.apis import (default_input_shape, find_images, inference_tiled,
                        init_detector, save_predictions)
+from tood.deployment import RUNTIMES
 from tood.engine import exit_if_user_error
-from tood.errors import OutputConflictError
+from tood.errors import ConfigError, OutputConflictError
 
 
 def score_thr_arg(value: str) -> Union[float, str]:
@@ -48,8 +50,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file of the model')
     parser.add_argument(
         'checkpoint',
-        help='checkpoint file, or an exported .onnx model to run with '
-        'ONNX Runtime')
+        help='checkpoint file, or an exported .onnx model (fp32 or INT8) '
+        'to run with --runtime')
+    parser.add_argument(
+        '--runtime',
+        choices=RUNTIMES,
+        default='onnxruntime',
+        help='what runs an .onnx model: ONNX Runtime or OpenVINO '
+        '(docs/deployment.md)')
     parser.add_argument(
         '--out-dir', default='outputs', help='where the results go')
     parser.add_argument(
@@ -92,12 +100,13 @@ def main(argv=None) -> None:
     except FileNotFoundError as error:
         sys.exit(str(error))
     if args.checkpoint.endswith('.onnx'):
-        # An exported model (tools/deployment/export_onnx.py): ONNX Runtime
+        # An exported model (tools/deployment/export_onnx.py): the runtime
         # stands in for PyTorch behind the same pipeline, json and drawings.
         from tood.deployment import ExportError, OnnxDetector
         try:
             model = OnnxDetector(args.checkpoint, args.config,
-                                 args.cfg_options, args.device)
+                                 args.cfg_options, args.device,
+                                 runtime=args.runtime)
         except ExportError as error:
             sys.exit(str(error))
     else:
@@ -113,7 +122,6 @@ def main(argv=None) -> None:
     score_thr = args.score_thr
     if score_thr == 'auto':
         from tood.deployment.score_thresholds import thresholds_for_classes
-        from tood.errors import ConfigError
         classes = model.dataset_meta['classes']
         try:
             score_thr = thresholds_for_classes(args.checkpoint, classes)
@@ -138,7 +146,8 @@ def main(argv=None) -> None:
     try:
         written = save_predictions(model, paths, args.out_dir, score_thr,
                                    args.batch_size, detect=detect)
-    except OutputConflictError as error:
+    except (OutputConflictError, ConfigError) as error:
+        # ConfigError: e.g. an image of another size than a static export.
         sys.exit(str(error))
     print(f'{len(written)} images with their detections written to '
           f'{args.out_dir}')

@@ -1,7 +1,9 @@
-"""Evaluate a checkpoint on a config's test set.
+"""Evaluate a checkpoint, or an exported model, on a config's test set.
 
     python tools/test.py configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth
     bash tools/dist_test.sh configs/tood/tood_r50_fpn_1x_coco.py ckpt.pth 8
+    python tools/test.py configs/tood/tood_r50_fpn_1x_coco.py tood.onnx
+    python tools/test.py CONFIG tood_int8.onnx --runtime openvino
 
 ``--out results.json`` writes the detections in COCO's result format
 (plain data, what tools/analysis/confusion_matrix.py reads), ``--out
@@ -11,6 +13,12 @@ them.
 (docs/deployment.md). ``--compile`` compiles the network
 (docs/training.md). A checkpoint written
 with an EMA hook holds the averaged weights, which are what is evaluated.
+
+An ``.onnx`` file (``tools/deployment/export_onnx.py``, or its INT8 version
+from ``quantize_onnx.py``) goes through the same dataloader, evaluator,
+``--out`` and ``--show-dir``, run by ONNX Runtime or, with ``--runtime
+openvino``, by OpenVINO; each image at its own size, in one process
+(docs/deployment.md).
 """
 import argparse
 import os
@@ -21,13 +29,22 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info
 from mmengine.runner import Runner
 
+from tood.deployment import RUNTIMES, use_exported_model
 from tood.engine import load_config, run_tool
+from tood.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'checkpoint',
+        help='checkpoint file, or an exported .onnx model')
+    parser.add_argument(
+        '--runtime',
+        choices=RUNTIMES,
+        default='onnxruntime',
+        help='what runs an .onnx model (docs/deployment.md)')
     parser.add_argument(
         '--work-dir',
         help='where the log goes; defaults to work_dirs/<config name>')
@@ -72,6 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.runtime != 'onnxruntime' and \
+            not is_exported(args.checkpoint):
+        parser.error('--runtime applies to exported .onnx models')
     if args.out is not None and not args.out.endswith(
             ('.pkl', '.pickle', '.json')):
         parser.error('--out must end with .pkl, .pickle or .json')
@@ -92,6 +112,8 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.compile:
         # A dict of torch.compile settings in the config is kept.
         cfg.compile = cfg.get('compile') or True
+    if is_exported(args.checkpoint):
+        use_exported_model(cfg, args.checkpoint, args.runtime)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='TestProgressBarHook')
     ]
@@ -132,11 +154,19 @@ def test_on_main_process(runner: Runner) -> bool:
     return get_dist_info()[0] == 0
 
 
+def is_exported(path: str) -> bool:
+    """An exported model rather than a checkpoint, by its extension."""
+    return path.lower().endswith('.onnx')
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint):
         sys.exit(f'Checkpoint {args.checkpoint} does not exist.')
-    cfg = build_config(args)
+    try:
+        cfg = build_config(args)
+    except ConfigError as error:
+        sys.exit(str(error))
     is_main_process = run_tool(cfg, 'test', test_on_main_process)
 
     if args.out is not None and args.out.endswith('.json') and \

@@ -1,5 +1,6 @@
-"""An .onnx file is checked before ONNX Runtime opens it: external data,
-missing, broken and foreign files are refused by name."""
+"""An .onnx file is checked before a runtime (ONNX Runtime, OpenVINO)
+opens it: external data, missing, broken and foreign files are refused by
+name."""
 import os.path as osp
 import runpy
 
@@ -79,7 +80,7 @@ def leaky_model(tmp_path, where: str) -> str:
 
 @pytest.fixture
 def sessions(monkeypatch):
-    """Records every ONNX Runtime session created."""
+    """Records every file an ONNX Runtime session or OpenVINO reads."""
     created = []
     real = ort.InferenceSession
 
@@ -88,15 +89,29 @@ def sessions(monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(ort, 'InferenceSession', recording)
+    try:
+        import openvino as ov
+    except ImportError:
+        return created
+    read_model = ov.Core.read_model
+
+    def reading(core, path, *args, **kwargs):
+        created.append(path)
+        return read_model(core, path, *args, **kwargs)
+
+    monkeypatch.setattr(ov.Core, 'read_model', reading)
     return created
 
 
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
 @pytest.mark.parametrize('where', ['initializer', 'constant', 'subgraph'])
 def test_external_data_is_refused_before_a_session_exists(
-        tmp_path, sessions, where):
+        tmp_path, sessions, where, runtime):
+    if runtime == 'openvino':
+        pytest.importorskip('openvino')
     path = leaky_model(tmp_path, where)
     with pytest.raises(ExportError) as info:
-        OnnxDetector(path)
+        OnnxDetector(path, runtime=runtime)
     message = str(info.value)
     assert path in message and 'external data: data' in message
     assert sessions == []

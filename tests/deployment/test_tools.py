@@ -61,23 +61,25 @@ def test_export_with_verify(tiny, capsys):
     assert exit_info.value.code == 1
 
 
-def test_infer_with_an_onnx_model(tiny):
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
+def test_infer_with_an_onnx_model(tiny, runtime):
     """tools/infer.py writes the same json (and a picture) for the
-    exported model as for the checkpoint."""
+    exported model, run by either runtime, as for the checkpoint."""
+    if runtime == 'openvino':
+        pytest.importorskip('openvino')
     config, ckpt, images, root = tiny
     out = str(root / 'tiny.onnx')
     if not osp.exists(out):
         tool('deployment/export_onnx.py')([config, ckpt, out])
     infer = tool('infer.py')
-    for name, model in (('torch', ckpt), ('onnx', out)):
-        infer([
-            images, config, model, '--out-dir',
-            str(root / name), '--score-thr', '0.1', '--device', 'cpu'
-        ])
+    infer([images, config, ckpt, '--out-dir', str(root / 'torch'),
+           '--score-thr', '0.1', '--device', 'cpu'])
+    infer([images, config, out, '--out-dir', str(root / runtime),
+           '--score-thr', '0.1', '--device', 'cpu', '--runtime', runtime])
     for i in range(3):
         ref = json.load(open(root / 'torch' / f'{i}.json'))
-        test = json.load(open(root / 'onnx' / f'{i}.json'))
-        assert osp.exists(root / 'onnx' / f'{i}.png')
+        test = json.load(open(root / runtime / f'{i}.json'))
+        assert osp.exists(root / runtime / f'{i}.png')
         assert len(test['scores']) == len(ref['scores']) > 0
         assert test['class_names'] == ref['class_names'] or sorted(
             test['class_names']) == sorted(ref['class_names'])

@@ -12,7 +12,7 @@ not ONNX, or not written by tood's exporter, reading the file with the
 opened) before any session exists.
 """
 import os.path as osp
-from typing import Iterator
+from typing import Dict, FrozenSet, Iterator, NamedTuple, Optional, Tuple
 
 from .onnx_export import FORMAT, ExportError
 
@@ -47,10 +47,29 @@ def _graph_tensors(graph) -> Iterator:
         yield from _node_tensors(node)
 
 
-def check_onnx_file(path: str) -> None:
+class OnnxFileInfo(NamedTuple):
+    """What a runtime needs from an exported file besides its graph.
+
+    Attributes:
+        metadata: the ``tood.*`` metadata strings (``onnx_export``).
+        input_hw: (H, W) of the ``image`` input; None where it is free (a
+            dynamic export).
+        op_types: the operator types of the main graph (a runtime
+            refuses those it lacks before reading the file).
+    """
+    metadata: Dict[str, str]
+    input_hw: Tuple[Optional[int], Optional[int]]
+    op_types: FrozenSet[str]
+
+
+def check_onnx_file(path: str) -> OnnxFileInfo:
     """Refuse an ``.onnx`` file that is not a self-contained export of
     tood's (see the module docstring).
 
+    Returns:
+        Its metadata, input size and operator types, read while checking:
+        every runtime reads them from here, so that none depends on how a
+        runtime exposes ONNX metadata.
     Raises:
         ExportError: naming ``path``: it does not exist, is not an ONNX
             model, was not written by ``tools/deployment/export_onnx.py``
@@ -94,3 +113,13 @@ def check_onnx_file(path: str) -> None:
             'the file was altered. Refusing to open it: ONNX Runtime would '
             'read whatever files those tensors name. Export the model '
             'again with tools/deployment/export_onnx.py')
+    image = next((i for i in model.graph.input if i.name == 'image'), None)
+    if image is None:
+        raise ExportError(
+            f'{path} has no input named image; export it again with '
+            'tools/deployment/export_onnx.py')
+    dims = image.type.tensor_type.shape.dim
+    input_hw = tuple(d.dim_value if d.HasField('dim_value') else None
+                     for d in dims[1:3])
+    return OnnxFileInfo(metadata, input_hw,
+                        frozenset(node.op_type for node in model.graph.node))

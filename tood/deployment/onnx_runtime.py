@@ -1,4 +1,4 @@
-"""Run an exported detector with ONNX Runtime.
+"""Run an exported detector with ONNX Runtime or OpenVINO.
 
 ``OnnxDetector`` stands in for a PyTorch detector wherever ``tood.apis``
 takes one (``inference_detector``, ``save_predictions``): it has ``cfg``
@@ -11,6 +11,11 @@ resizing code as with PyTorch, and the results come back as
     from tood.deployment import OnnxDetector
     detector = OnnxDetector('tood.onnx')
     result = inference_detector(detector, 'demo.jpg')
+    detector = OnnxDetector('tood.onnx', runtime='openvino')
+
+The runtime (``tood.deployment.runtimes``) only runs the graph; the
+pipeline, the metadata and the post-processing of ``--no-nms`` exports
+are this class's, the same for every runtime.
 """
 import copy
 import json
@@ -23,9 +28,11 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from tood.models.task_modules import TestCfg, select_detections
+from tood.structures import DetDataSample
 
 from .onnx_check import check_onnx_file
-from .onnx_export import FORMAT, ExportError
+from .onnx_export import ExportError
+from .runtimes import open_runtime
 
 
 def _tuples(value):
@@ -38,28 +45,6 @@ def _tuples(value):
     return value
 
 
-def _providers(device: str) -> List[str]:
-    """ONNX Runtime execution providers for a device name ('cpu', 'cuda',
-    'cuda:N' or 'auto')."""
-    import onnxruntime as ort
-    available = ort.get_available_providers()
-    if device == 'cpu':
-        return ['CPUExecutionProvider']
-    if device == 'auto':
-        return (['CUDAExecutionProvider', 'CPUExecutionProvider']
-                if 'CUDAExecutionProvider' in available else
-                ['CPUExecutionProvider'])
-    if device.startswith('cuda'):
-        if 'CUDAExecutionProvider' not in available:
-            raise RuntimeError(
-                f'device {device!r} asked for, but this onnxruntime has no '
-                f'CUDA provider (it has {", ".join(available)}); install '
-                'onnxruntime-gpu or use --device cpu')
-        return ['CUDAExecutionProvider', 'CPUExecutionProvider']
-    raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto', "
-                     f'got {device!r}')
-
-
 def test_cfg_differences(exported: TestCfg, wanted: TestCfg) -> List[str]:
     """The post-processing settings in which ``wanted`` (a config's
     ``model.test_cfg``) differs from those baked into a graph."""
@@ -68,8 +53,9 @@ def test_cfg_differences(exported: TestCfg, wanted: TestCfg) -> List[str]:
 
 
 class OnnxDetector:
-    """An exported detector (``tools/deployment/export_onnx.py``) run by
-    ONNX Runtime.
+    """An exported detector (``tools/deployment/export_onnx.py``, or its
+    INT8 version from ``tools/deployment/quantize_onnx.py``) run by ONNX
+    Runtime or OpenVINO.
 
     Args:
         onnx_file: the exported model.
@@ -78,17 +64,23 @@ class OnnxDetector:
             Its ``model.test_cfg`` must match the exported one when the
             graph contains the post-processing.
         cfg_options: overrides for ``config``.
-        device: 'cpu', 'cuda[:N]' or 'auto'.
-        num_threads: ONNX Runtime's intra-op threads (None: its default,
-            one per core).
+        device: 'cpu', 'cuda[:N]' or 'auto' ('cpu' or 'auto' for
+            OpenVINO).
+        num_threads: the runtime's threads (None: its default, one per
+            core).
+        runtime: 'onnxruntime' or 'openvino' (``runtimes.RUNTIMES``).
 
     Attributes:
-        session: the ``onnxruntime.InferenceSession``.
+        runtime: the runtime running the graph (``runtimes``).
         cfg: a ``Config`` with the test pipeline (for ``tood.apis``).
         dataset_meta: ``classes`` and ``palette``.
         with_nms: whether the graph returns detections (else per-prior
             outputs that ``select_detections`` finishes here).
         test_cfg: the post-processing settings (``TestCfg``).
+        input_hw: (H, W) a static export takes, None where it is free.
+        quantization: how the file was quantized and its accuracy before
+            and after (``tood.deployment.quantize``); None for an fp32
+            export.
     """
 
     def __init__(self,
@@ -96,32 +88,18 @@ class OnnxDetector:
                  config: Union[str, os.PathLike, Config, None] = None,
                  cfg_options: Optional[dict] = None,
                  device: str = 'cpu',
-                 num_threads: Optional[int] = None):
-        import onnxruntime as ort
-        # Before ONNX Runtime opens the file: it would read external data.
-        check_onnx_file(onnx_file)
-        options = ort.SessionOptions()
-        if num_threads:
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            onnx_file, options, providers=_providers(device))
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get('tood.format') != FORMAT:
-            raise ExportError(
-                f'{onnx_file} was not written by tood\'s exporter (format '
-                f'{meta.get("tood.format")!r}, expected {FORMAT!r}); '
-                'export it with tools/deployment/export_onnx.py')
+                 num_threads: Optional[int] = None,
+                 runtime: str = 'onnxruntime'):
+        # Before a runtime opens the file: it would read external data.
+        meta, self.input_hw, op_types = check_onnx_file(onnx_file)
+        self.quantization = (json.loads(meta['tood.quantization'])
+                             if 'tood.quantization' in meta else None)
         self.with_nms = json.loads(meta['tood.with_nms'])
         self.test_cfg = TestCfg.from_config(json.loads(meta['tood.test_cfg']))
         self.num_classes = json.loads(meta['tood.num_classes'])
         classes = json.loads(meta.get('tood.classes', '[]'))
         palette = json.loads(meta.get('tood.palette', '[]'))
         pipeline = json.loads(meta.get('tood.test_pipeline', '[]'))
-        # (H, W) fixed by a static export, None where the graph is free.
-        image_input = self.session.get_inputs()[0]
-        self.input_hw = tuple(
-            d if isinstance(d, int) else None for d in image_input.shape[1:3])
 
         # The test pipeline's transforms are built from the registries.
         from tood.utils import register_all_modules
@@ -152,6 +130,9 @@ class OnnxDetector:
             palette = make_palette(len(classes))
         self.dataset_meta = dict(
             classes=tuple(classes), palette=[tuple(c) for c in palette])
+        # Last: compiling takes a while, the checks above do not.
+        self.runtime = open_runtime(runtime, onnx_file, device, num_threads,
+                                    op_types)
 
     def _check_config(self, cfg: Config, onnx_file: str) -> None:
         """Refuse a config that does not describe the exported model."""
@@ -171,17 +152,17 @@ class OnnxDetector:
                     '--cfg-options) or export with --no-nms')
 
     # ------------------------------------------------------------------ #
-    def run(self, image: np.ndarray, scale_factor: Sequence[float],
-            ori_shape: Sequence[int]) -> List[np.ndarray]:
-        """The graph's raw outputs for one image.
+    def feed(self, image: np.ndarray, scale_factor: Sequence[float],
+             ori_shape: Sequence[int]) -> Dict[str, np.ndarray]:
+        """The graph's inputs for one image, batch of one.
 
         Args:
             image: (H, W, 3) uint8 BGR, after the test pipeline's resize.
             scale_factor: (w_scale, h_scale), resized over original size.
             ori_shape: (height, width) of the original image.
-        Returns:
-            The outputs in the graph's order (module docstring of
-            ``tood.deployment.onnx_export``), batch of one.
+        Raises:
+            ValueError: not a uint8 BGR image; ``ExportError`` (a
+                ValueError) for another size than a static export takes.
         """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError('the exported model takes (H, W, 3) uint8 BGR '
@@ -189,17 +170,34 @@ class OnnxDetector:
         h, w = image.shape[:2]
         if any(fixed is not None and fixed != size
                for fixed, size in zip(self.input_hw, (h, w))):
-            raise ValueError(
+            # ExportError (a ValueError): tools print it without traceback.
+            raise ExportError(
                 f'the model was exported for {self.input_hw[0]}x'
                 f'{self.input_hw[1]} inputs and this image is {h}x{w} after '
                 'the test pipeline: export with --dynamic (or --shape '
                 f'{h} {w})')
-        feed = {
+        return {
             'image': np.ascontiguousarray(image[None]),
             'scale_factor': np.asarray([scale_factor], np.float32),
             'ori_shape': np.asarray([ori_shape[:2]], np.float32),
         }
-        return self.session.run(None, feed)
+
+    def run(self, image: np.ndarray, scale_factor: Sequence[float],
+            ori_shape: Sequence[int]) -> List[np.ndarray]:
+        """The graph's raw outputs for one image (arguments as ``feed``),
+        in the graph's order (module docstring of
+        ``tood.deployment.onnx_export``), batch of one."""
+        return self.runtime.run(self.feed(image, scale_factor, ori_shape))
+
+    @staticmethod
+    def sample_inputs(inputs: torch.Tensor, sample: DetDataSample
+                      ) -> Tuple[np.ndarray, Sequence[float], Sequence[int]]:
+        """One image of a collated test-pipeline batch as ``feed`` takes it:
+        (3, H, W) uint8 tensor and its data sample to image, scale factor
+        (1, 1 when the pipeline does not resize) and original shape."""
+        meta = sample.metainfo
+        return (inputs.permute(1, 2, 0).cpu().numpy(),
+                meta.get('scale_factor', (1.0, 1.0)), meta['ori_shape'])
 
     def detect(self, image: np.ndarray, scale_factor: Sequence[float],
                ori_shape: Sequence[int]
@@ -231,11 +229,8 @@ class OnnxDetector:
         them to a common size."""
         samples = data['data_samples']
         for inputs, sample in zip(data['inputs'], samples):
-            image = inputs.permute(1, 2, 0).cpu().numpy()
-            meta = sample.metainfo
             boxes, scores, labels = self.detect(
-                image, meta.get('scale_factor', (1.0, 1.0)),
-                meta['ori_shape'])
+                *self.sample_inputs(inputs, sample))
             sample.pred_instances = InstanceData(
                 bboxes=torch.from_numpy(np.array(boxes, np.float32)),
                 scores=torch.from_numpy(np.array(scores, np.float32)),
