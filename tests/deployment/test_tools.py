@@ -106,11 +106,10 @@ def test_export_refuses_dcn_below_opset_19(tiny, capsys):
     assert not osp.exists(root / 'dcn.onnx')
 
 
-def test_benchmark_times_every_runtime_against_pytorch(tiny, capsys,
-                                                       monkeypatch):
+def test_benchmark_times_every_runtime_against_pytorch(tiny, capsys):
     """Each runtime of RUNTIMES in turns with PyTorch, after checking its
-    detections; one that this installation lacks is skipped, with its
-    reason."""
+    detections, fp32 and (--int8) INT8; one that this installation lacks
+    (TensorRT) is skipped, with its reason."""
     config, ckpt, images, root = tiny
     spec = importlib.util.spec_from_file_location(
         'benchmark_onnx', osp.join(REPO, 'tools', 'deployment',
@@ -118,16 +117,12 @@ def test_benchmark_times_every_runtime_against_pytorch(tiny, capsys,
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
 
-    def missing(*args):
-        raise bench.Unavailable('not installed here')
-
-    monkeypatch.setitem(bench.RUNTIMES, 'Missing', missing)
     out = str(root / 'bench.json')
     bench.main([config, ckpt, '--repeats', '2', '--threads', '1',
                 '--score-thr', '0.05', '0.5', '--image',
-                osp.join(images, '0.png'), '--out', out])
+                osp.join(images, '0.png'), '--int8', '--out', out])
     text = capsys.readouterr().out
-    assert 'Missing: skipped, not installed here' in text
+    assert 'ONNX Runtime TensorRT: skipped, device' in text
     with open(out) as f:
         saved = json.load(f)
     # The table as printed, one block per threshold.
@@ -138,9 +133,15 @@ def test_benchmark_times_every_runtime_against_pytorch(tiny, capsys,
     assert low['detections'] > high['detections']
     for r in (low, high):
         assert r['input'] == '256x320' and r['repeats'] == 2
-        assert r['skipped'] == {'Missing': 'not installed here'}
+        assert list(r['skipped']) == ['ONNX Runtime TensorRT']
+        assert 'TensorrtExecutionProvider' in r['skipped'][
+            'ONNX Runtime TensorRT']
+        assert set(r['runtimes']) == {
+            'PyTorch', 'ONNX Runtime', 'OpenVINO', 'ONNX Runtime INT8',
+            'OpenVINO INT8'}
         eager, onnx = r['runtimes']['PyTorch'], r['runtimes']['ONNX Runtime']
         assert onnx['same_detections'] and eager['speedup_median'] == 1.0
+        assert r['runtimes']['OpenVINO']['same_detections']
         assert eager['repeats'] == onnx['repeats'] == 2
         assert onnx['speedup_min'] <= onnx['speedup_median'] <= \
             onnx['speedup_max']

@@ -27,24 +27,28 @@ UNSUPPORTED_OPS = {'openvino': ('DeformConv', )}
 
 def _ort_providers(device: str) -> List[str]:
     """ONNX Runtime execution providers for a device name ('cpu', 'cuda',
-    'cuda:N' or 'auto')."""
+    'cuda:N', 'tensorrt' (with CUDA for what TensorRT does not take) or
+    'auto')."""
     import onnxruntime as ort
     available = ort.get_available_providers()
+    cpu, cuda = ['CPUExecutionProvider'], ['CUDAExecutionProvider']
     if device == 'cpu':
-        return ['CPUExecutionProvider']
+        return cpu
     if device == 'auto':
-        return (['CUDAExecutionProvider', 'CPUExecutionProvider']
-                if 'CUDAExecutionProvider' in available else
-                ['CPUExecutionProvider'])
-    if device.startswith('cuda'):
-        if 'CUDAExecutionProvider' not in available:
-            raise RuntimeError(
-                f'device {device!r} asked for, but this onnxruntime has no '
-                f'CUDA provider (it has {", ".join(available)}); install '
-                'onnxruntime-gpu or use --device cpu')
-        return ['CUDAExecutionProvider', 'CPUExecutionProvider']
-    raise ValueError(f"device must be 'cpu', 'cuda[:N]' or 'auto', "
-                     f'got {device!r}')
+        return (cuda if cuda[0] in available else []) + cpu
+    wanted = (['TensorrtExecutionProvider'] if device == 'tensorrt' else
+              []) + cuda if device.startswith(('cuda', 'tensorrt')) else []
+    if not wanted:
+        raise ExportError("device must be 'cpu', 'cuda[:N]', 'tensorrt' or "
+                          f"'auto', got {device!r}")
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise ExportError(
+            f'device {device!r} asked for, but this onnxruntime has no '
+            f'{", ".join(missing)} (it has {", ".join(available)}); install '
+            'onnxruntime-gpu (with TensorRT for tensorrt) or use --device '
+            'cpu')
+    return wanted + cpu
 
 
 class OnnxRuntimeSession:

@@ -52,7 +52,6 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 
 from tood.analysis.benchmarking import (MiB, assign_inputs, check_finite,
@@ -305,9 +304,6 @@ def main(argv=None) -> None:
     args.shape = tuple(args.shape)
     if args.threads or args.task == 'assign':
         torch.set_num_threads(args.threads or 1)
-    # Keep init_weights' per-parameter report out of the tables.
-    if not MMLogger.check_instance_created('benchmark'):
-        MMLogger.get_instance('benchmark', log_level='WARNING')
     device = torch.device(args.device)
     machine = machine_info(device)
     try:

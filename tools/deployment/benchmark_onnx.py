@@ -21,10 +21,11 @@ scores sit near the 0.01 prior, so at the default threshold almost
 nothing reaches NMS; ``--score-thr 0`` measures the other extreme,
 ``nms_pre`` candidates per level all going into NMS.
 
-A runtime is one entry of ``RUNTIMES``: a function of the exported file,
-the config, the device and the thread count that returns the detector
-(``OnnxDetector``'s ``detect``), or raises ``Unavailable`` to be skipped
-(a provider that this installation lacks).
+A runtime is one entry of ``RUNTIMES``: ``OnnxDetector``'s runtime, its
+device and the file it runs (the fp32 export, or with ``--int8`` the same
+quantized to INT8 by ``tood.deployment.quantize``); one this installation
+lacks (openvino, a CUDA or TensorRT provider) is reported as skipped.
+TensorRT needs a CUDA machine with onnxruntime-gpu built with it.
 """
 import argparse
 import json
@@ -33,39 +34,29 @@ import os.path as osp
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
-from mmengine.logging import MMLogger
+from mmengine.config import DictAction
 
 from tood.analysis.benchmarking import (format_table, machine_info,
                                         summarise, time_in_turns)
 from tood.apis import default_input_shape, init_detector
-from tood.deployment import (Detections, OnnxDetector, compare_detections,
-                             export_onnx)
+from tood.deployment import (Detections, ExportError, OnnxDetector,
+                             compare_detections, export_onnx)
 from tood.structures import DetDataSample
 
 
-class Unavailable(Exception):
-    """A runtime this installation cannot run."""
-
-
-def onnxruntime(onnx_file: str, cfg: Config, device: str,
-                threads: int) -> Callable:
-    """ONNX Runtime with its CPU provider, or its CUDA provider for
-    ``device`` 'cuda': ``OnnxDetector.detect``."""
-    import onnxruntime as ort
-    if device != 'cpu' and \
-            'CUDAExecutionProvider' not in ort.get_available_providers():
-        raise Unavailable(f'onnxruntime {ort.__version__} has no CUDA '
-                          'provider (pip install onnxruntime-gpu)')
-    return OnnxDetector(onnx_file, cfg, device=device,
-                        num_threads=threads).detect
-
-
-RUNTIMES = {'ONNX Runtime': onnxruntime}
+# name: (runtime, device: None for --device, the file: fp32 or --int8's)
+RUNTIMES = {
+    'ONNX Runtime': ('onnxruntime', None, 'fp32'),
+    'ONNX Runtime TensorRT': ('onnxruntime', 'tensorrt', 'fp32'),
+    'OpenVINO': ('openvino', None, 'fp32'),
+    'ONNX Runtime INT8': ('onnxruntime', None, 'int8'),
+    'OpenVINO INT8': ('openvino', None, 'int8'),
+}
 TIMES = {'ms (median)': 'median_ms', 'min ms': 'min_ms'}  # columns
 
 
@@ -73,7 +64,6 @@ def input_image(path: Optional[str], shape: Tuple[int, int]) -> np.ndarray:
     """(H, W, 3) uint8 BGR of exactly ``shape``: a photograph resized to it
     (as the detector sees it after its pipeline's resize), else a smooth
     random pattern."""
-    import cv2
     h, w = shape
     if path:
         image = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -97,10 +87,19 @@ def measure(args: argparse.Namespace, score_thr: Optional[float],
     shape = tuple(args.shape or default_input_shape(model.cfg) or
                   (800, 1333))
     image = input_image(args.image, shape)
-    onnx_file = osp.join(work_dir, f'{score_thr}.onnx')
+    files = dict(fp32=osp.join(work_dir, f'{score_thr}.onnx'))
     start = time.perf_counter()
-    export_onnx(model, onnx_file, shape, dataset_meta=model.dataset_meta)
+    export_onnx(model, files['fp32'], shape, dataset_meta=model.dataset_meta)
     export_s = time.perf_counter() - start
+    if args.int8:
+        # Calibrated on the timed image alone: speed does not depend on
+        # the ranges (tools/deployment/quantize_onnx.py gates accuracy).
+        from tood.deployment.quantize import CalibrationImages, quantize_onnx
+        path, files['int8'] = (osp.join(work_dir, name)
+                               for name in ('calib.png', 'int8.onnx'))
+        cv2.imwrite(path, image)
+        quantize_onnx(files['fp32'], files['int8'], CalibrationImages(
+            OnnxDetector(files['fp32'], model.cfg), [path]))
     torch.set_num_threads(args.threads)
     # The image as if it had been resized from a larger original.
     scale, ori = (0.75, 0.75), (shape[0] / 0.75, shape[1] / 0.75)
@@ -114,11 +113,16 @@ def measure(args: argparse.Namespace, score_thr: Optional[float],
                 model.test_step(data)[0].pred_instances)
 
     runs, skipped = dict(PyTorch=pytorch), {}
-    for name, build in RUNTIMES.items():
-        try:
-            detect = build(onnx_file, model.cfg, args.device, args.threads)
+    for name, (runtime, device, precision) in RUNTIMES.items():
+        if precision not in files:
+            continue
+        try:  # a runtime or provider this installation lacks is skipped
+            detect = OnnxDetector(files[precision], model.cfg,
+                                  device=device or args.device,
+                                  num_threads=args.threads,
+                                  runtime=runtime).detect
             runs[name] = (lambda d=detect: Detections(*d(image, scale, ori)))
-        except Unavailable as error:
+        except ExportError as error:
             skipped[name] = str(error)
     reference, result = pytorch(), {}
     same = {name: compare_detections(reference, run()).ok
@@ -167,6 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--image', help='a photograph to resize to the '
                         'input size (default: a random pattern)')
+    parser.add_argument('--int8', action='store_true', help='also time the '
+                        'export quantized to INT8 (QDQ) in both runtimes')
     parser.add_argument('--out', help='a json file for the results')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
@@ -174,9 +180,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    # Keep init_weights' per-parameter report out of the results.
-    if not MMLogger.check_instance_created('benchmark'):
-        MMLogger.get_instance('benchmark', log_level='WARNING')
     machine = dict(machine_info(torch.device(args.device)),
                    onnxruntime=__import__('onnxruntime').__version__,
                    OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS'))
