@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 from tood.apis import inference_tiled, tile_windows
-from tood.models.task_modules import TestCfg
+from tood.models.task_modules import TestCfg as Cfg
 from tood.utils import register_all_modules
 
 
@@ -44,7 +44,7 @@ class SquareFinder:
             dict(type='PackDetInputs', meta_keys=('img_id', 'ori_shape',
                                                   'img_shape'))]))))
         self.dataset_meta = dict(classes=('square', ))
-        self.test_cfg = TestCfg(iou_threshold=0.5)
+        self.test_cfg = Cfg(iou_threshold=0.5)
 
     def test_step(self, data):
         for inputs, sample in zip(data['inputs'], data['data_samples']):
