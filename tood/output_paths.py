@@ -22,7 +22,8 @@ def output_names(paths: Sequence[str]) -> List[str]:
     ``dog``); else its name with the extension (``cat.jpg``, ``cat.png``);
     where names collide too (the same name in several folders), its path
     below the folder common to all inputs, ``/`` written ``__``
-    (``sub__cat.png``).
+    (``sub__cat.png``); a name that still equals another's gets ``~2``,
+    ``~3``, ... in input order.
     """
     stems = [osp.splitext(osp.basename(p))[0] for p in paths]
     names = [osp.basename(p) for p in paths]
@@ -39,6 +40,23 @@ def output_names(paths: Sequence[str]) -> List[str]:
             root = osp.commonpath([osp.abspath(p) for p in paths])
             out.append(
                 osp.relpath(osp.abspath(path), root).replace(osp.sep, '__'))
+    return _numbered_where_equal(out)
+
+
+def _numbered_where_equal(names: List[str]) -> List[str]:
+    # A folder path written with '__' can equal another input's name
+    # (a/x.png and a__x.png both give a__x.png): the second and later of
+    # equal names get '~2', '~3', ..., skipping any name already given.
+    counts = Counter(names)
+    taken = {name for name in names if counts[name] == 1}
+    out = []
+    for name in names:
+        candidate, number = name, 1
+        while counts[name] > 1 and candidate in taken:
+            number += 1
+            candidate = f'{name}~{number}'
+        taken.add(candidate)
+        out.append(candidate)
     return out
 
 

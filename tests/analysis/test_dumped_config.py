@@ -50,6 +50,8 @@ def test_collect_run_does_not_run_the_work_dirs_python(tmp_path):
 
 @pytest.mark.parametrize('text, problem', [
     ('import os\n', 'line 1: an import'),
+    ("open('x', 'w')\n", 'line 1: a call of open'),
+    ('for i in []:\n    pass\n', 'line 1: a statement (For)'),
     ('x = __import__("os").getcwd()\n', 'line 1: a call of __import__'),
     ('x = dict(a=1, **other)\n', 'line 1: dict(**...)'),
     ('a = 1\nb = a\n', "line 2: the name 'a'"),

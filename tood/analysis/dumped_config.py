@@ -52,6 +52,16 @@ def _value(node: ast.AST) -> Any:
     raise _Refused(node, f'a {type(node).__name__}')
 
 
+def _statement_kind(statement: ast.stmt) -> str:
+    """What a statement other than an assignment is, for the message."""
+    if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        return 'an import'
+    if isinstance(statement, ast.Expr) and isinstance(statement.value,
+                                                      ast.Call):
+        return f'a call of {ast.unparse(statement.value.func)}'
+    return f'a statement ({type(statement).__name__})'
+
+
 def parse_config_text(text: str, source: str) -> Dict[str, Any]:
     """The top-level keys of a dumped config's text, evaluated as plain
     values.
@@ -72,10 +82,7 @@ def parse_config_text(text: str, source: str) -> Dict[str, Any]:
     try:
         for statement in tree.body:
             if not isinstance(statement, ast.Assign):
-                kind = ('an import' if isinstance(
-                    statement, (ast.Import, ast.ImportFrom)) else
-                        f'a {type(statement).__name__} statement')
-                raise _Refused(statement, kind)
+                raise _Refused(statement, _statement_kind(statement))
             if len(statement.targets) != 1 or not isinstance(
                     statement.targets[0], ast.Name):
                 raise _Refused(statement, 'an assignment to several names')
