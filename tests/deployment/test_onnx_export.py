@@ -32,8 +32,6 @@ from tood.deployment import (DEFORM_CONV_OPSET, FORMAT,  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 
-
-
 def assert_same(refs, tests) -> None:
     for i, (ref, test) in enumerate(zip(refs, tests)):
         result = compare_detections(ref, test)
@@ -278,4 +276,3 @@ def test_baseline_heads_export(head_type, tmp_path):
     assert_same(ref, graph_detections(session(raw), images, SCALE, ORI,
                                       test_cfg=model.bbox_head.test_cfg.
                                       to_config()))
-

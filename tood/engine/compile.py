@@ -65,6 +65,7 @@ def compile_errors() -> Tuple[type, ...]:
     from torch._dynamo.exc import TorchDynamoException
     return (TorchDynamoException, )
 
+
 # The config key mmengine reads, and the default_hooks entry it becomes.
 COMPILE_KEY = 'compile'
 

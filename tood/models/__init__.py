@@ -1,3 +1,3 @@
 """Importing this package registers every model component."""
-from . import (backbones, data_preprocessors, detectors, heads, layers,
-               losses, necks, task_modules)  # noqa: F401
+from . import (backbones, data_preprocessors, detectors,  # noqa: F401
+               heads, layers, losses, necks, task_modules)
