@@ -43,6 +43,25 @@ class NestedStorage:
 
 
 @pytest.mark.parametrize('payload', [RunsCode, NestedStorage])
+def test_operating_point_refuses_a_pickle_that_runs_code(
+        two_class_coco, tmp_path, payload):
+    marker = tmp_path / 'pwned'
+    preds = tmp_path / 'preds.pkl'
+    with open(preds, 'wb') as f:
+        pickle.dump([dict(img_id=100, pred_instances=payload(marker))], f)
+    # With --predictions the checkpoint is named but not read.
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    main = tool_main('analysis', 'operating_point.py')
+    with pytest.raises(SystemExit) as info:
+        main([R50_1X, str(checkpoint), '--predictions', str(preds),
+              '--out-dir', str(tmp_path / 'op'),
+              '--cfg-options', *data_options(two_class_coco)])
+    assert f"Refusing to load pickle '{preds}'" in str(info.value.code)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('payload', [RunsCode, NestedStorage])
 def test_confusion_matrix_refuses_a_pickle_that_runs_code(
         two_class_coco, tmp_path, payload):
     marker = tmp_path / 'pwned'

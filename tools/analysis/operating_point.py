@@ -21,6 +21,7 @@ docs/analysis.md.
 import argparse
 import copy
 import os.path as osp
+import pickle
 import sys
 
 from mmengine.config import DictAction
@@ -29,8 +30,9 @@ from tood.analysis.operating_point import (IOU_SETTINGS, format_table,
                                            operating_points,
                                            plot_operating_points,
                                            thresholds_for, write_json)
-from tood.engine import (dataset_missing_message, load_config,
+from tood.engine import (dataset_missing_message, load_config, load_pickle,
                          missing_dataset_files, run_tool)
+from tood.errors import UnsafeCheckpointError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -98,18 +100,29 @@ def evaluate_checkpoint(cfg, checkpoint: str):
 
 
 def evaluate_predictions(cfg, predictions: str):
-    """Feed the dumped predictions to a CocoMetric; returns the metric."""
-    from mmengine.fileio import load
+    """Feed the dumped predictions to a CocoMetric; returns the metric.
 
+    The file is read with the checkpoint allow-list: a shared ``.pkl``
+    that would build other objects (and so could run code) is refused.
+    """
     from tood.analysis.browse import build_dataset
     from tood.registry import METRICS
 
     missing = missing_dataset_files(cfg, ['test'])
     if missing:
         sys.exit(dataset_missing_message(cfg, missing))
+    try:
+        samples = load_pickle(predictions)
+    except UnsafeCheckpointError as error:
+        sys.exit(str(error))
+    except (OSError, EOFError, pickle.UnpicklingError) as error:
+        sys.exit(f'{predictions} cannot be read: {error}')
+    if not isinstance(samples, list) or not all(
+            isinstance(s, dict) and 'pred_instances' in s for s in samples):
+        sys.exit(f'{predictions} is not the .pkl of tools/test.py --out '
+                 '(a list of per-image predictions)')
     metric = METRICS.build(coco_metric_cfg(cfg))
     metric.dataset_meta = build_dataset(cfg, 'test').metainfo
-    samples = load(predictions)
     metric.process({}, samples)
     metric.compute_metrics(metric.results)
     return metric
