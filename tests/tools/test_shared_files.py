@@ -39,16 +39,34 @@ class NestedStorage:
         return (torch.storage._load_from_bytes, (self.payload, ))
 
 
-# ---------------------------------------------------- confusion matrix
+# ------------------------------- predictions: confusion matrix, thresholds
 
 
-@pytest.mark.parametrize('payload', [RunsCode, NestedStorage])
-def test_operating_point_refuses_a_pickle_that_runs_code(
-        two_class_coco, tmp_path, payload):
+@pytest.fixture(params=[RunsCode, NestedStorage], ids=lambda c: c.__name__)
+def crafted_predictions(tmp_path, request):
+    """A preds.pkl whose unpickling creates the returned marker file."""
     marker = tmp_path / 'pwned'
     preds = tmp_path / 'preds.pkl'
     with open(preds, 'wb') as f:
-        pickle.dump([dict(img_id=100, pred_instances=payload(marker))], f)
+        pickle.dump(
+            [dict(img_id=100, pred_instances=request.param(marker))], f)
+    return preds, marker
+
+
+def test_confusion_matrix_refuses_a_pickle_that_runs_code(
+        two_class_coco, tmp_path, crafted_predictions):
+    preds, marker = crafted_predictions
+    main = tool_main('analysis', 'confusion_matrix.py')
+    with pytest.raises(SystemExit) as info:
+        main([R50_1X, str(preds), '--out', str(tmp_path / 'cm.png'),
+              '--cfg-options', *data_options(two_class_coco)])
+    assert f"Refusing to load pickle '{preds}'" in str(info.value.code)
+    assert not marker.exists()
+
+
+def test_operating_point_refuses_a_pickle_that_runs_code(
+        two_class_coco, tmp_path, crafted_predictions):
+    preds, marker = crafted_predictions
     # With --predictions the checkpoint is named but not read.
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')
@@ -56,21 +74,6 @@ def test_operating_point_refuses_a_pickle_that_runs_code(
     with pytest.raises(SystemExit) as info:
         main([R50_1X, str(checkpoint), '--predictions', str(preds),
               '--out-dir', str(tmp_path / 'op'),
-              '--cfg-options', *data_options(two_class_coco)])
-    assert f"Refusing to load pickle '{preds}'" in str(info.value.code)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize('payload', [RunsCode, NestedStorage])
-def test_confusion_matrix_refuses_a_pickle_that_runs_code(
-        two_class_coco, tmp_path, payload):
-    marker = tmp_path / 'pwned'
-    preds = tmp_path / 'preds.pkl'
-    with open(preds, 'wb') as f:
-        pickle.dump([dict(img_id=100, pred_instances=payload(marker))], f)
-    main = tool_main('analysis', 'confusion_matrix.py')
-    with pytest.raises(SystemExit) as info:
-        main([R50_1X, str(preds), '--out', str(tmp_path / 'cm.png'),
               '--cfg-options', *data_options(two_class_coco)])
     assert f"Refusing to load pickle '{preds}'" in str(info.value.code)
     assert not marker.exists()
