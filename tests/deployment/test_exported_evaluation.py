@@ -107,12 +107,23 @@ def quantize_tool():
     return module
 
 
-def test_quantize_writes_an_int8_model_every_runtime_loads(labelled):
+@pytest.fixture(scope='module')
+def quantized(labelled):
+    """quantize_onnx.py run once on the labelled export: its process
+    result and the INT8 file (both tests below read it, on whichever
+    worker they run)."""
     config, ckpt, onnx_file, root = labelled
     out = str(root / 'tiny_int8.onnx')
     result = run('tools/deployment/quantize_onnx.py', config, onnx_file,
                  out, '--calib', '3', '--max-drop', '1', '--work-dir',
                  str(root / 'work'))
+    return result, out
+
+
+def test_quantize_writes_an_int8_model_every_runtime_loads(
+        labelled, quantized):
+    config, ckpt, onnx_file, root = labelled
+    result, out = quantized
     assert result.returncode == 0, result.stdout[-3000:]
     assert 'calibrating on 3 training images' in result.stdout
     assert f'INT8 model written to {out}' in result.stdout
@@ -135,14 +146,13 @@ def test_quantize_writes_an_int8_model_every_runtime_loads(labelled):
                record['int8']) < 1e-3
 
 
-def test_quantize_keeps_float_what_must_stay_float(labelled):
+def test_quantize_keeps_float_what_must_stay_float(quantized):
     """Only Conv and MatMul read quantized tensors directly; GridSample
     (the offset sampling) and NonMaxSuppression read float ones computed
     by float ops."""
     import onnx
-    out = str(labelled[3] / 'tiny_int8.onnx')
-    if not osp.exists(out):
-        pytest.skip('the quantization test did not write its model')
+    result, out = quantized
+    assert result.returncode == 0, result.stdout[-3000:]
     graph = onnx.load(out).graph
     producer = {o: node for node in graph.node for o in node.output}
     weights = {i.name for i in graph.initializer}
