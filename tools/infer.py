@@ -24,8 +24,9 @@ from typing import Union
 
 from mmengine.config import DictAction
 
-from tood.apis import (default_input_shape, find_images, inference_tiled,
-                       init_detector, save_predictions)
+from tood.apis import (add_tile_arguments, default_input_shape, find_images,
+                       inference_tiled, init_detector, save_predictions,
+                       tile_size)
 from tood.deployment import RUNTIMES
 from tood.engine import exit_if_user_error
 from tood.errors import ConfigError, OutputConflictError
@@ -71,20 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--device', default='auto', help="'cpu', 'cuda', 'cuda:0' or 'auto'")
     parser.add_argument(
         '--batch-size', type=int, default=1, help='images per forward pass')
-    parser.add_argument(
-        '--tile',
-        type=int,
-        nargs='*',
-        metavar='SIZE',
-        help='detect in overlapping tiles at the model\'s native scale '
-        '(large images with small objects, docs/deployment.md); SIZE: tile '
-        'side, or H W (default: the test pipeline\'s input size)')
-    parser.add_argument(
-        '--tile-overlap', type=float, default=0.25,
-        help='share of a tile that neighbouring tiles overlap')
-    parser.add_argument(
-        '--no-whole', action='store_true',
-        help='with --tile, skip the pass over the whole resized image')
+    add_tile_arguments(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -131,7 +119,7 @@ def main(argv=None) -> None:
             f'{name} {thr:.3f}' for name, thr in zip(classes, score_thr)))
     detect = None
     if args.tile is not None:
-        tile = tuple((args.tile * 2)[:2]) or default_input_shape(model.cfg)
+        tile = tile_size(args.tile) or default_input_shape(model.cfg)
         if not tile:
             sys.exit('--tile: the test pipeline has no fixed input size: '
                      'give the tile size (--tile 640 or --tile 512 768)')

@@ -29,6 +29,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import get_dist_info
 from mmengine.runner import Runner
 
+from tood.apis import add_tile_arguments, tile_size
 from tood.deployment import RUNTIMES, use_exported_model
 from tood.engine import load_config, run_tool
 from tood.errors import ConfigError
@@ -60,20 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action='store_true',
         help='torch.compile the network (backbone, neck, head); settings '
         'from the config\'s compile dict if it has one (docs/training.md)')
-    parser.add_argument(
-        '--tile',
-        type=int,
-        nargs='*',
-        metavar='SIZE',
-        help='detect in overlapping tiles of the original images at the '
-        'model\'s native scale (tood.apis.inference_tiled); SIZE: tile '
-        'side, or H W (default: the test pipeline\'s input size)')
-    parser.add_argument(
-        '--tile-overlap', type=float, default=0.25,
-        help='share of a tile that neighbouring tiles overlap')
-    parser.add_argument(
-        '--no-whole', action='store_true',
-        help='with --tile, skip the pass over the whole resized image')
+    add_tile_arguments(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -119,7 +107,7 @@ def build_config(args: argparse.Namespace) -> Config:
     ]
     if args.tile is not None:
         cfg.test_cfg = dict(type='TiledTestLoop',
-                            tile=(args.tile * 2)[:2] or None,
+                            tile=tile_size(args.tile),
                             overlap=args.tile_overlap, whole=not args.no_whole)
 
     if args.show_dir is not None:

@@ -19,8 +19,9 @@ Objects up to the overlap in size are seen whole by some tile. It works
 with any detector ``tood.apis.inference_detector`` takes: a checkpoint's
 model or an exported one.
 """
+import argparse
 import math
-from typing import List, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,6 +34,33 @@ from tood.structures import DetDataSample
 from .inference import ImageInput, inference_detector
 
 Window = Tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def add_tile_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tile [SIZE]``, ``--tile-overlap`` and ``--no-whole``, as
+    ``tools/infer.py`` and ``tools/test.py`` take them; read back with
+    :func:`tile_size`."""
+    parser.add_argument(
+        '--tile',
+        type=int,
+        nargs='*',
+        metavar='SIZE',
+        help='detect in overlapping tiles of the original images at the '
+        'model\'s native scale (large images with small objects, '
+        'docs/deployment.md); SIZE: tile side, or H W (default: the test '
+        'pipeline\'s input size)')
+    parser.add_argument(
+        '--tile-overlap', type=float, default=0.25,
+        help='share of a tile that neighbouring tiles overlap')
+    parser.add_argument(
+        '--no-whole', action='store_true',
+        help='with --tile, skip the pass over the whole resized image')
+
+
+def tile_size(sizes: Sequence[int]) -> Optional[Tuple[int, int]]:
+    """``--tile``'s values as (height, width): one side for square tiles,
+    none for the test pipeline's input size (``None``)."""
+    return tuple((list(sizes) * 2)[:2]) or None
 
 
 def tile_windows(height: int, width: int, tile: Tuple[int, int],
