@@ -199,6 +199,15 @@ def build_test_pipeline(cfg: Config, from_array: bool) -> Compose:
     return Compose(transforms)
 
 
+def label_names(model, labels: torch.Tensor) -> List[str]:
+    """The class name of each label (N,), from the model's
+    ``dataset_meta``; a label beyond its classes is written as a number."""
+    class_names = (getattr(model, 'dataset_meta', None) or {}).get(
+        'classes', ())
+    return [class_names[i] if i < len(class_names) else str(i)
+            for i in labels.tolist()]
+
+
 def inference_detector(
         model: torch.nn.Module,
         images: Union[ImageInput, Sequence[ImageInput]],
@@ -226,8 +235,6 @@ def inference_detector(
         raise ValueError(f'batch_size must be positive, got {batch_size}')
 
     pipelines = {}
-    class_names = (getattr(model, 'dataset_meta', None) or {}).get(
-        'classes', ())
     results = []
     for start in range(0, len(images), batch_size):
         items = []
@@ -246,10 +253,7 @@ def inference_detector(
         for sample in samples:
             sample = sample.cpu()
             pred = sample.pred_instances
-            pred.class_names = [
-                class_names[i] if i < len(class_names) else str(i)
-                for i in pred.labels.tolist()
-            ]
+            pred.class_names = label_names(model, pred.labels)
             results.append(sample)
     return results[0] if single else results
 

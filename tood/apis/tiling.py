@@ -31,7 +31,7 @@ from torchvision.ops import batched_nms
 from tood.datasets.transforms import LoadImageFromFile
 from tood.structures import DetDataSample
 
-from .inference import ImageInput, inference_detector
+from .inference import ImageInput, inference_detector, label_names
 
 Window = Tuple[int, int, int, int]  # x0, y0, x1, y1
 
@@ -151,14 +151,9 @@ def inference_tiled(model,
     boxes, scores, labels = (torch.cat(boxes).float(),
                              torch.cat(scores).float(), torch.cat(labels))
     keep = batched_nms(boxes, scores, labels, _iou_threshold(model))
-    class_names = (getattr(model, 'dataset_meta', None) or {}).get(
-        'classes', ())
     merged = InstanceData(bboxes=boxes[keep], scores=scores[keep],
                           labels=labels[keep])
-    merged.class_names = [
-        class_names[i] if i < len(class_names) else str(i)
-        for i in merged.labels.tolist()
-    ]
+    merged.class_names = label_names(model, merged.labels)
     sample = DetDataSample(metainfo=dict(
         ori_shape=(height, width), img_shape=(height, width),
         img_path=image if isinstance(image, str) else None,
