@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from shared_data import require_shared_data
 
-from tood.deployment import Detections
+from tood.deployment import Detections, compare_detections
 from tood.registry import MODELS
 from tood.structures import DetDataSample
 from tood.utils import register_all_modules
@@ -241,3 +241,18 @@ def self_labelled_coco(model: torch.nn.Module, images: Sequence[str],
         if split != 'train':
             options[f'{split}_evaluator.ann_file'] = ann_file
     return options
+
+
+def assert_same_detections(model, detector, images: Sequence) -> None:
+    """``detector`` (an export behind the inference API) gives ``model``'s
+    detections on every image, within the documented tolerances, and
+    there are some to compare."""
+    from tood.apis import inference_detector
+    for image in images:
+        ref = inference_detector(model, image)
+        test = inference_detector(detector, image)
+        result = compare_detections(
+            Detections.from_instances(ref.pred_instances),
+            Detections.from_instances(test.pred_instances))
+        assert result.ok, f'{image}: {result.summary()}'
+        assert len(ref.pred_instances) > 0

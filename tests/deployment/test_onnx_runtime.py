@@ -8,12 +8,13 @@ pytest.importorskip('onnxscript')
 pytest.importorskip('onnxruntime')
 
 from mmengine.config import Config  # noqa: E402
-from onnx_helpers import (SHAPES_CONFIG, build_model,  # noqa: E402
+from onnx_helpers import (SHAPES_CONFIG,  # noqa: E402
+                          assert_same_detections, build_model,
                           shapes_val_images, write_checkpoint)
 
 from tood.apis import inference_detector  # noqa: E402
-from tood.deployment import (Detections, ExportError,  # noqa: E402
-                             OnnxDetector, compare_detections, export_config)
+from tood.deployment import (ExportError, OnnxDetector,  # noqa: E402
+                             export_config)
 
 # Trainings, exports or tools in their own processes: seconds to
 # minutes each (pytest -m "not e2e" leaves them out).
@@ -39,14 +40,7 @@ def test_shapes_val_images_without_a_config(shapes_export):
     detector = OnnxDetector(path, num_threads=1)
     assert detector.input_hw == (256, 256)
     assert detector.dataset_meta['classes'] == model.dataset_meta['classes']
-    for image in images:
-        ref = inference_detector(model, image)
-        test = inference_detector(detector, image)
-        result = compare_detections(
-            Detections.from_instances(ref.pred_instances),
-            Detections.from_instances(test.pred_instances))
-        assert result.ok, f'{image}: {result.summary()}'
-        assert len(ref.pred_instances) > 0
+    assert_same_detections(model, detector, images)
 
 
 def test_wrong_size_for_a_static_export(shapes_export):

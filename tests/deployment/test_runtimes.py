@@ -9,26 +9,15 @@ pytest.importorskip('onnxruntime')
 ov = pytest.importorskip('openvino')
 
 from mmengine.config import Config  # noqa: E402
-from onnx_helpers import (SHAPES_CONFIG, build_model,  # noqa: E402
-                          coco_photos, shapes_val_images, tiny_config)
+from onnx_helpers import (SHAPES_CONFIG,  # noqa: E402
+                          assert_same_detections, build_model, coco_photos,
+                          shapes_val_images, tiny_config)
 
-from tood.apis import inference_detector  # noqa: E402
-from tood.deployment import (Detections, ExportError,  # noqa: E402
-                             OnnxDetector, compare_detections, export_onnx)
+from tood.deployment import (ExportError, OnnxDetector,  # noqa: E402
+                             export_onnx)
 
 # Exports of their own: seconds to a minute each.
 pytestmark = pytest.mark.e2e
-
-
-def assert_same_detections(model, detector, images) -> None:
-    for image in images:
-        ref = inference_detector(model, image)
-        test = inference_detector(detector, image)
-        result = compare_detections(
-            Detections.from_instances(ref.pred_instances),
-            Detections.from_instances(test.pred_instances))
-        assert result.ok, f'{image}: {result.summary()}'
-        assert len(ref.pred_instances) > 0
 
 
 @pytest.fixture(scope='module')
