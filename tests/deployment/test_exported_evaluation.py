@@ -21,6 +21,7 @@ from onnx_helpers import (REPO, build_model, coco_photos,  # noqa: E402
                           self_labelled_coco, tiny_config, write_checkpoint)
 
 from tood.deployment import OnnxDetector, check_onnx_file  # noqa: E402
+from tood.deployment.quantize import QUANTIZED_OPS  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +134,7 @@ def test_quantize_writes_an_int8_model_every_runtime_loads(
     for runtime in ('onnxruntime', 'openvino'):
         detector = OnnxDetector(out, config, num_threads=1, runtime=runtime)
         record = detector.quantization
-        assert record['ops'] == ['Conv', 'MatMul']
+        assert record['ops'] == list(QUANTIZED_OPS)
         assert record['calibration_images'] == 3
         assert record['metric'] == 'coco/bbox_mAP'
         assert 0 <= record['int8'] <= 1 and record['fp32'] > 0.2
@@ -147,29 +148,42 @@ def test_quantize_writes_an_int8_model_every_runtime_loads(
 
 
 def test_quantize_keeps_float_what_must_stay_float(quantized):
-    """Only Conv and MatMul read quantized tensors directly; GridSample
-    (the offset sampling) and NonMaxSuppression read float ones computed
-    by float ops."""
+    """Quantization stops at the last convolutions: every QuantizeLinear
+    quantizes a convolution's output or a tensor on its way to a
+    convolution, so the sigmoids, the box decoding, GridSample (the offset
+    sampling) and NonMaxSuppression compute in float on float inputs; the
+    reduction convolution of the task decomposition and the others read
+    int8 constant weights."""
     import onnx
     result, out = quantized
     assert result.returncode == 0, result.stdout[-3000:]
     graph = onnx.load(out).graph
     producer = {o: node for node in graph.node for o in node.output}
-    weights = {i.name for i in graph.initializer}
-    weight_readers = {
-        node.op_type
-        for node in graph.node for name in node.input
-        if name in producer and producer[name].op_type == 'DequantizeLinear'
-        and producer[name].input[0] in weights
-    }
-    assert weight_readers == {'Conv', 'MatMul'} or weight_readers == {
-        'Conv'}
+    readers = {}
     for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    reaches_conv = set()
+    for node in reversed(graph.node):
+        if any(r.op_type == 'Conv' or r.name in reaches_conv
+               for o in node.output for r in readers.get(o, ())):
+            reaches_conv.add(node.name)
+    for node in graph.node:
+        if node.op_type == 'QuantizeLinear':
+            source = producer.get(node.input[0])
+            assert (node.name in reaches_conv or source is not None and
+                    source.op_type == 'Conv'), node.name
         if node.op_type in ('GridSample', 'NonMaxSuppression'):
             for name in node.input:
                 if name in producer:
                     assert producer[name].op_type not in (
                         'DequantizeLinear', 'QuantizeLinear'), node.name
+    weights = {i.name for i in graph.initializer}
+    convs = [node for node in graph.node if node.op_type == 'Conv']
+    assert convs and all(
+        producer[node.input[1]].op_type == 'DequantizeLinear' and
+        producer[node.input[1]].input[0] in weights for node in convs)
+    assert not [node for node in graph.node if node.op_type == 'MatMul']
 
 
 @pytest.mark.parametrize('write_anyway', [False, True])

@@ -1,10 +1,14 @@
 """INT8 post-training static quantization of an exported detector with
 ONNX Runtime's quantization tools.
 
-What is quantized: every ``Conv`` and ``MatMul`` of the graph (backbone,
-neck, the T-Head's convolutions and its layer attention), in QDQ format
-(``QuantizeLinear`` / ``DequantizeLinear`` pairs around float ops, which
-ONNX Runtime and OpenVINO fuse into int8 kernels):
+What is quantized: the feature path, i.e. every node whose output
+reaches a convolution (backbone, neck, the T-Head's tower, its layer
+attention and task decomposition) and every convolution, of the op types
+in ``QUANTIZED_OPS`` (convolutions, the residual and top-down additions,
+the group norm's affine step, concatenation, pooling, upsampling). QDQ
+format: ``QuantizeLinear`` / ``DequantizeLinear`` pairs around float ops,
+which ONNX Runtime and OpenVINO fuse into int8 kernels; between two
+quantized ops the tensor stays uint8, so no pair is left in between.
 
 * weights: int8, symmetric, one scale per output channel;
 * activations: uint8, asymmetric, one scale and zero point per tensor,
@@ -12,14 +16,15 @@ ONNX Runtime and OpenVINO fuse into int8 kernels):
   (images of the training split through the test pipeline, run by the
   float model).
 
-Everything else stays float32: the normalisation inside the graph, the
-T-Head's offset sampling (``GridSample``, eq. 6: its sampling positions
-are sub-pixel, and its input feature map comes out of a dequantize), the
-sigmoids and the probability map, the box decoding, and the whole
-post-processing with NMS. The file keeps the contract and the metadata of
-the fp32 export, plus ``tood.quantization`` (how it was quantized, and the
-metric before and after when ``tools/deployment/quantize_onnx.py`` wrote
-it), so every runtime loads it as any export.
+Everything after the last convolution of each branch stays float32: the
+sigmoids and the probability map, the T-Head's offset sampling
+(``GridSample``, eq. 6: its sampling positions are sub-pixel), the box
+decoding, and the whole post-processing with NMS; so do the normalisation
+of the image inside the graph and the group norm's statistics
+(``InstanceNormalization``). The file keeps the contract and the metadata
+of the fp32 export, plus ``tood.quantization`` (how it was quantized, and
+the metric before and after when ``tools/deployment/quantize_onnx.py``
+wrote it), so every runtime loads it as any export.
 
 Shapes: an image (H, W, 3) uint8 BGR after the test pipeline's resize.
 """
@@ -29,15 +34,39 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .onnx_export import ExportError
 from .onnx_runtime import OnnxDetector
 
-# The op types quantized; all others stay float32 (module docstring).
-QUANTIZED_OPS = ('Conv', 'MatMul')
+# The op types quantized on the feature path (module docstring), each with
+# an int8 kernel in ONNX Runtime's CPU provider and in OpenVINO; all
+# others stay float32.
+QUANTIZED_OPS = ('Conv', 'Add', 'Mul', 'Concat', 'MaxPool', 'Resize', 'Relu',
+                 'Reshape')
 # Calibration images when the user gives no number: enough for stable
 # min/max ranges on the models measured (docs/deployment.md).
 DEFAULT_CALIBRATION_IMAGES = 32
 # Metadata key of the quantization record.
 QUANTIZATION_KEY = 'tood.quantization'
+
+
+def feature_path(onnx_file: str) -> List[str]:
+    """Names of the nodes of ``QUANTIZED_OPS`` types that are convolutions
+    or whose output reaches one. An ONNX graph lists its nodes in
+    topological order, so one pass from the end finds them."""
+    import onnx
+    graph = onnx.load(onnx_file, load_external_data=False).graph
+    readers: Dict[str, List[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    reaches = set()  # names of the nodes whose output reaches a Conv
+    for node in reversed(graph.node):
+        if any(reader.op_type == 'Conv' or reader.name in reaches
+               for name in node.output for reader in readers.get(name, ())):
+            reaches.add(node.name)
+    return [node.name for node in graph.node
+            if node.op_type in QUANTIZED_OPS and
+            (node.op_type == 'Conv' or node.name in reaches)]
 
 
 def spread_indices(total: int, num: int) -> List[int]:
@@ -121,25 +150,40 @@ def quantize_onnx(onnx_file: str, out_file: str,
     """
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
-    quantize_static(
-        onnx_file,
-        out_file,
-        calibration,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(QUANTIZED_OPS),
-        per_channel=True,
-        # uint8 activations with int8 weights: the fast path of x86 CPUs
-        # with VNNI (ONNX Runtime's own advice for them); reduce_range
-        # is for CPUs without VNNI, whose int16 sums could saturate.
-        reduce_range=False,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        # Weights inside the file: check_onnx_file refuses external data.
-        use_external_data_format=False)
+    # The calibrator records the range of every tensor read or written by
+    # an op of these types, post-processing included, where masked scores
+    # are -inf; their (unused) scale divides by infinity. Numpy's warning
+    # for it is silenced and the scales actually written are checked.
+    with np.errstate(invalid='ignore', divide='ignore'):
+        quantize_static(
+            onnx_file,
+            out_file,
+            calibration,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_quantize=feature_path(onnx_file),
+            per_channel=True,
+            # uint8 activations with int8 weights: the fast path of x86
+            # CPUs with VNNI (ONNX Runtime's own advice for them);
+            # reduce_range is for CPUs without VNNI, whose int16 sums
+            # could saturate.
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # Weights inside the file: check_onnx_file refuses external
+            # data.
+            use_external_data_format=False)
+    try:
+        check_scales(out_file)
+    except ExportError:
+        os.remove(out_file)
+        raise
     record = dict(
         format='QDQ',
         ops=list(QUANTIZED_OPS),
+        nodes='the feature path: convolutions and the nodes whose output '
+        'reaches one',
         weights='int8, symmetric, per output channel',
         activations='uint8, asymmetric, per tensor, min/max calibration',
         calibration_images=len(calibration))
@@ -147,6 +191,28 @@ def quantize_onnx(onnx_file: str, out_file: str,
     metadata[QUANTIZATION_KEY] = json.dumps(record)
     _set_metadata(out_file, metadata)
     return record
+
+
+def check_scales(onnx_file: str) -> None:
+    """Every quantization scale of a QDQ model is finite and positive.
+
+    Raises:
+        ExportError: naming the first tensor whose calibrated range was
+            not finite (so its INT8 values would be meaningless).
+    """
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(onnx_file, load_external_data=False).graph
+    constants = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type in ('QuantizeLinear', 'DequantizeLinear'):
+            if node.input[1] not in constants:
+                continue
+            scale = numpy_helper.to_array(constants[node.input[1]])
+            if not (np.isfinite(scale).all() and (scale > 0).all()):
+                raise ExportError(
+                    f'quantizing {node.input[0]} gave the scale {scale}: '
+                    'its range on the calibration images is not finite')
 
 
 def update_record(onnx_file: str, entries: dict) -> dict:

@@ -6,8 +6,9 @@
 
 1. Calibration: ``--calib`` images spread over the config's training split
    go through its test pipeline and the fp32 model (progress shown).
-2. Quantization (``tood.deployment.quantize``): Conv and MatMul in int8,
-   QDQ format; the offset sampling and the post-processing stay float.
+2. Quantization (``tood.deployment.quantize``): the feature path up to
+   the last convolutions in int8, QDQ format; the offset sampling, the
+   box decoding and the post-processing stay float.
 3. The gate: the fp32 and the INT8 model are evaluated on the config's
    validation split with its own metrics (``tools/test.py``'s runner, by
    ``--runtime``), and the drop of the first metric (COCO's bbox_mAP, or

@@ -332,3 +332,26 @@ def test_sampling_matches_deformable_conv(size):
     torch.testing.assert_close(got, want)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize('norm', [True, False])
+def test_task_decomposition_exports_the_same_product(monkeypatch, norm):
+    """The export's form (features scaled per layer, then the 1×1
+    convolution with its constant weight) equals PyTorch's (the weight
+    scaled per sample), with and without the group norm."""
+    from tood.models.heads.tood_head import TaskDecomposition
+    torch.manual_seed(0)
+    norm_cfg = dict(type='GN', num_groups=4) if norm else None
+    module = TaskDecomposition(16, 3, norm_cfg).eval()
+    for p in module.parameters():  # away from the init's near-zero values
+        p.data.normal_()
+    g = torch.Generator().manual_seed(1)
+    inter = torch.randn(2, 48, 5, 7, generator=g)
+    avg = inter.mean((2, 3), keepdim=True)
+    eager = module(inter, avg)
+    monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
+    exported = module(inter, avg)
+    assert exported.shape == (2, 16, 5, 7)
+    w = module.layer_attention(avg)
+    assert not torch.allclose(w[0], w[1])  # each sample its own weights
+    torch.testing.assert_close(exported, eager, rtol=1e-5, atol=1e-5)

@@ -82,9 +82,15 @@ class TaskDecomposition(nn.Module):
 
     Layer attention (eq. 3) gives one weight w_k per interactive layer from
     the pooled interactive features; the task feature is
-    ReLU(GN(conv1x1(concat_k w_k · X_k^inter))) (eq. 2, 4). Weighting the
-    layers is done by scaling the 1×1 convolution's weight per sample, which
-    is the same product without a copy of the (B, N·C, H, W) features.
+    ReLU(GN(conv1x1(concat_k w_k · X_k^inter))) (eq. 2, 4). In PyTorch
+    the layers are weighted by scaling the 1×1 convolution's weight per
+    sample, which is the same product without a copy of the (B, N·C, H, W)
+    features (training keeps one fewer tensor for the backward pass). An
+    ONNX export takes the written form, features scaled and then the
+    convolution: its weight stays a constant, which INT8 quantization
+    turns into an int8 convolution with one scale per output channel,
+    where a product of two activations (the per-sample weight and the
+    features) runs in float32 in OpenVINO (``docs/deployment.md``).
     """
 
     def __init__(self, feat_channels: int, stacked_convs: int,
@@ -116,6 +122,10 @@ class TaskDecomposition(nn.Module):
         B, _, H, W = inter_feat.shape
         C, N = self.feat_channels, self.stacked_convs
         w = self.layer_attention(avg_feat)  # (B, N, 1, 1), eq. (3)
+        if torch.compiler.is_exporting():
+            scaled = inter_feat.reshape(B, N, C, H, W) * w.reshape(
+                B, N, 1, 1, 1)
+            return self.reduction_conv(scaled.reshape(B, N * C, H, W))
         conv = self.reduction_conv.conv
         weight = (w.reshape(B, 1, N, 1) *
                   conv.weight.reshape(1, C, N, C)).reshape(B, C, N * C)
