@@ -8,7 +8,7 @@ in ``QUANTIZED_OPS`` (convolutions, the residual and top-down additions,
 the group norm's affine step, concatenation, pooling, upsampling). QDQ
 format: ``QuantizeLinear`` / ``DequantizeLinear`` pairs around float ops,
 which ONNX Runtime and OpenVINO fuse into int8 kernels; between two
-quantized ops the tensor stays uint8, so no pair is left in between.
+quantized ops they pass the tensor on in uint8.
 
 * weights: int8, symmetric, one scale per output channel;
 * activations: uint8, asymmetric, one scale and zero point per tensor,
@@ -197,8 +197,8 @@ def check_scales(onnx_file: str) -> None:
     """Every quantization scale of a QDQ model is finite and positive.
 
     Raises:
-        ExportError: naming the first tensor whose calibrated range was
-            not finite (so its INT8 values would be meaningless).
+        ExportError: naming the first tensor whose scale is not (its
+            INT8 values would be meaningless).
     """
     import onnx
     from onnx import numpy_helper
@@ -212,7 +212,8 @@ def check_scales(onnx_file: str) -> None:
             if not (np.isfinite(scale).all() and (scale > 0).all()):
                 raise ExportError(
                     f'quantizing {node.input[0]} gave the scale {scale}: '
-                    'its range on the calibration images is not finite')
+                    'its range on the calibration images gives no usable '
+                    'scale')
 
 
 def update_record(onnx_file: str, entries: dict) -> dict:

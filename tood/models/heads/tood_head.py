@@ -87,10 +87,10 @@ class TaskDecomposition(nn.Module):
     sample, which is the same product without a copy of the (B, N·C, H, W)
     features (training keeps one fewer tensor for the backward pass). An
     ONNX export takes the written form, features scaled and then the
-    convolution: its weight stays a constant, which INT8 quantization
-    turns into an int8 convolution with one scale per output channel,
-    where a product of two activations (the per-sample weight and the
-    features) runs in float32 in OpenVINO (``docs/deployment.md``).
+    convolution: its weight stays a constant, so INT8 quantization makes
+    it an int8 convolution with one scale per output channel, where a
+    product of two computed tensors (the per-sample weight and the
+    features) would run in float32 in OpenVINO (``docs/deployment.md``).
     """
 
     def __init__(self, feat_channels: int, stacked_convs: int,
