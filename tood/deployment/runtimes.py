@@ -36,9 +36,11 @@ def _ort_providers(device: str) -> List[str]:
         return cpu
     if device == 'auto':
         return (cuda if cuda[0] in available else []) + cpu
-    wanted = (['TensorrtExecutionProvider'] if device == 'tensorrt' else
-              []) + cuda if device.startswith(('cuda', 'tensorrt')) else []
-    if not wanted:
+    if device == 'tensorrt':
+        wanted = ['TensorrtExecutionProvider'] + cuda
+    elif device.startswith('cuda'):
+        wanted = cuda
+    else:
         raise ExportError("device must be 'cpu', 'cuda[:N]', 'tensorrt' or "
                           f"'auto', got {device!r}")
     missing = [p for p in wanted if p not in available]
